@@ -1,0 +1,1 @@
+"""Figures and viewers: slices, overlays, attention maps, curves."""

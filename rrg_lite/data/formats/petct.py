@@ -1,0 +1,57 @@
+"""PET/CT reader: one folder per study with ``CT.nii.gz`` (HU), ``PET.nii.gz`` (SUV) and ``report.json``.
+
+``report.json``: ``{"regions": {"head_neck": {"pet": ..., "ct": ...}, "chest": {...}, "abdomen_pelvis": {...}},
+"findings": ..., "impression": ...}`` — the ViPET-VLM split of a report into PET and CT parts by region. Folders of
+DICOM series (``CT/`` and ``PET/``) are converted to this layout by ``data_scripts/convert_petct.py`` (SUV from the
+PET header).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rrg_lite.world.vocab import PET_REGIONS
+
+from ..manifest import DataFormatError, ImageRef, StudyRecord
+from .common import Problems, read_annotations, text
+
+
+def read_petct(root: str | Path, skip_bad: bool = False, split: str = "train") -> list[StudyRecord]:
+    root = Path(root)
+    if not root.is_dir():
+        raise DataFormatError(f"{root}: PET/CT folder not found")
+    problems = Problems(skip_bad)
+    ann = read_annotations(root / "world_annotations.jsonl")
+    records = []
+    for d in sorted(p for p in root.iterdir() if p.is_dir()):
+        rp = d / "report.json"
+        ct, pet = d / "CT.nii.gz", d / "PET.nii.gz"
+        missing = [p.name for p in (rp, ct, pet) if not p.exists()]
+        if missing:
+            problems(d, f"missing {missing}")
+            continue
+        try:
+            rep = json.loads(rp.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            problems(rp, f"not valid JSON ({exc})")
+            continue
+        regions = rep.get("regions") or {}
+        parts = {r: {"pet": text((regions.get(r) or {}).get("pet", "")), "ct": text((regions.get(r) or {}).get("ct", ""))}
+                 for r in PET_REGIONS}
+        findings = text(rep.get("findings", "")) or " ".join(v for p in parts.values() for v in p.values() if v)
+        impression = text(rep.get("impression", ""))
+        if not findings and not impression:
+            problems(rp, "empty report")
+            continue
+        rec = StudyRecord(study_id=d.name, dataset="petct", split=split, patient_id=d.name,
+                          images=[ImageRef(str(ct), "CT"), ImageRef(str(pet), "PET", meta={"units": "SUVbw"})],
+                          report={"findings": findings, "impression": impression}, pet_ct_parts=parts,
+                          meta={k: rep[k] for k in ("age", "sex", "tracer") if k in rep})
+        if d.name in ann:
+            rec.boxes, rec.qa = ann[d.name]["boxes"], ann[d.name]["qa"]
+            rec.meta["world_findings"] = ann[d.name]["findings"]
+        records.append(rec)
+    problems.summary(str(root))
+    if not records:
+        raise DataFormatError(f"{root}: no usable PET/CT studies")
+    return records

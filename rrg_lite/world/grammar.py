@@ -198,7 +198,7 @@ CXR_POSITIVE: dict[str, tuple[str, ...]] = {
                                    "{Sev} bilateral pleural effusions are present."),
     "pneumothorax": ("There is a small {side} apical pneumothorax.", "A {side} pneumothorax is present."),
     "pleural_effusion": ("There is a {sev} {side} pleural effusion.",
-                         "Blunting of the {side} costophrenic angle is consistent with a small pleural effusion."),
+                         "Blunting of the {side} costophrenic angle is consistent with a {sev} pleural effusion."),
     "pleural_other": ("Pleural thickening is seen along the {side} lateral chest wall.",
                       "There is {side} pleural thickening."),
     "fracture": ("There is a healing fracture of a {side} lateral rib.", "A {side} rib fracture is seen."),

@@ -342,7 +342,9 @@ def cxr_report(rng, findings: list[Finding], cfg, has_prior: bool, views: tuple[
                         opts = [o for o in opts if "{size" not in o.lower()] or opts
                     text = fill(_pick(rng, opts), f)
                 rep.sentences.append(Sentence(text, "findings", group, "chest", (f.id,), "finding"))
-            if has_prior and f.change is not None and (f.change != "unchanged" or rng.random() < 0.5):
+            # A hedged finding gets no comparison sentence: "X is stable" would assert what the report hedged.
+            if (has_prior and f.change is not None and not (f.present and f.certainty == "uncertain")
+                    and (f.change != "unchanged" or rng.random() < 0.5)):
                 rep.sentences.append(comparison_sentence(rng, f, cxr_noun(f), region=group, body_part="chest"))
         absent = [lab for lab in negatable if lab not in positive]
         if group == "lungs" and not any(f.present for f in fs) and rng.random() < 0.7:

@@ -23,7 +23,7 @@ $(BIN)/python:
 # Re-install only when the dependency list changes.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=23"
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,book]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,book,full]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $@
 

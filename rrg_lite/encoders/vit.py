@@ -1,0 +1,128 @@
+"""A small Vision Transformer for 2-D images and 3-D volumes.
+
+    x (m, C, *spatial)  --patchify-->  (m, N, C*prod(patch))  --linear-->  (m, N, E)  + learned positions
+                        --depth x [x + MHSA(LN(x)); x + MLP(LN(x))]-->  LN  -->  patch tokens (m, N, E)
+
+``N = prod(img_size // patch_size)``; tokens are in row-major order of the patch grid ((gd, gh, gw) for 3-D).
+A class token is used inside the encoder (as in ViT/DINO/M3D-CLIP) and dropped from the output unless
+``return_cls=True``. ``patch_embed="conv"`` is a strided convolution (ViT, MONAI "conv"); ``"linear"`` flattens
+each patch and applies LayerNorm -> Linear -> LayerNorm (the vit-pytorch style RadFM uses). Both are linear
+maps of the patch voxels; they differ in normalisation and weight layout.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _tuple(value, n: int, name: str) -> tuple[int, ...]:
+    out = (value,) * n if isinstance(value, int) else tuple(value)
+    if len(out) != n:
+        raise ValueError(f"{name} must have {n} entries for a {n}-D ViT, got {value}")
+    return out
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"width {dim} must be divisible by heads {heads}")
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v)  # (b, heads, n, d/heads)
+        return self.out(y.transpose(1, 2).reshape(b, n, d))
+
+
+class Block(nn.Module):
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, dropout: float):
+        super().__init__()
+        self.norm1, self.attn = nn.LayerNorm(dim), Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim))
+
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class ViT(nn.Module):
+    """ViT over ``spatial_dims``-D inputs of shape (m, ``in_channels``, *``img_size``) -> (m, N, ``embed_dim``)."""
+
+    def __init__(self, spatial_dims: int, img_size: Sequence[int] | int, patch_size: Sequence[int] | int,
+                 in_channels: int = 1, embed_dim: int = 64, depth: int = 2, heads: int = 4, mlp_ratio: float = 2.0,
+                 dropout: float = 0.0, patch_embed: str = "conv", return_cls: bool = False):
+        super().__init__()
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
+        self.spatial_dims, self.in_channels, self.embed_dim = spatial_dims, in_channels, embed_dim
+        self.img_size = _tuple(img_size, spatial_dims, "img_size")
+        self.patch_size = _tuple(patch_size, spatial_dims, "patch_size")
+        for s, p in zip(self.img_size, self.patch_size):
+            if s % p:
+                raise ValueError(f"patch size {self.patch_size} must divide the image size {self.img_size}")
+        self.grid = tuple(s // p for s, p in zip(self.img_size, self.patch_size))
+        self.num_patches = math.prod(self.grid)
+        self.return_cls = return_cls
+        patch_dim = in_channels * math.prod(self.patch_size)
+        if patch_embed == "conv":
+            conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
+            self.patch_embed = conv(in_channels, embed_dim, kernel_size=self.patch_size, stride=self.patch_size)
+        elif patch_embed == "linear":
+            self.patch_embed = nn.Sequential(nn.LayerNorm(patch_dim), nn.Linear(patch_dim, embed_dim), nn.LayerNorm(embed_dim))
+        else:
+            raise ValueError(f"patch_embed must be 'conv' or 'linear', got {patch_embed!r}")
+        self.patch_embed_kind = patch_embed
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.randn(1, self.num_patches + 1, embed_dim) * 0.02)
+        self.blocks = nn.ModuleList(Block(embed_dim, heads, mlp_ratio, dropout) for _ in range(depth))
+        self.norm = nn.LayerNorm(embed_dim)
+
+    def patchify(self, x: torch.Tensor) -> torch.Tensor:
+        """(m, C, *spatial) -> (m, N, C*prod(patch)): each patch flattened as (C, p1, p2[, p3])."""
+        m, c = x.shape[:2]
+        shape = [m, c]
+        for g, p in zip(self.grid, self.patch_size):
+            shape += [g, p]
+        x = x.reshape(shape)
+        sd = self.spatial_dims
+        grid_axes = [2 + 2 * i for i in range(sd)]
+        patch_axes = [3 + 2 * i for i in range(sd)]
+        x = x.permute(0, *grid_axes, 1, *patch_axes)
+        return x.reshape(m, self.num_patches, -1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != self.spatial_dims + 2 or x.shape[1] != self.in_channels or tuple(x.shape[2:]) != self.img_size:
+            raise ValueError(
+                f"ViT expects (m, {self.in_channels}, *{self.img_size}), got {tuple(x.shape)}"
+            )
+        if not x.is_floating_point():
+            raise TypeError(f"ViT input must be floating point, got {x.dtype}")
+        if self.patch_embed_kind == "conv":
+            tokens = self.patch_embed(x).flatten(2).transpose(1, 2)  # (m, N, E), grid in row-major order
+        else:
+            tokens = self.patch_embed(self.patchify(x))
+        tokens = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), tokens], dim=1) + self.pos_embed
+        for block in self.blocks:
+            tokens = block(tokens)
+        tokens = self.norm(tokens)
+        return tokens if self.return_cls else tokens[:, 1:]
+
+
+def vit2d(img_size=(128, 128), patch_size=16, in_channels=1, embed_dim=64, depth=2, heads=4, **kw) -> ViT:
+    """A small 2-D ViT (chest X-ray sized for the CPU profile)."""
+    return ViT(2, img_size, patch_size, in_channels, embed_dim, depth, heads, **kw)
+
+
+def vit3d(img_size=(8, 64, 64), patch_size=(4, 16, 16), in_channels=1, embed_dim=64, depth=2, heads=4, **kw) -> ViT:
+    """A small 3-D ViT; with ``img_size[0] = k`` slices it encodes one frame of a CT split into frames of k slices."""
+    return ViT(3, img_size, patch_size, in_channels, embed_dim, depth, heads, **kw)

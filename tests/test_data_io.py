@@ -104,3 +104,14 @@ def test_missing_corrupt_and_wrong_shape_files_name_the_file(tmp_path):
         read_dicom_slice(tmp_path / "junk.dcm")
     with pytest.raises(ImageFileError, match="no DICOM files"):
         read_dicom_series(tmp_path / "empty_dir_that_does_not_exist")
+
+
+def test_dicom_radiograph_is_scaled_and_monochrome1_inverted(tmp_path):
+    from rrg_lite.data.images import load_xray
+
+    plain = load_xray(CT_SMALL)
+    assert plain.min() == 0.0 and plain.max() == 1.0
+    ds = pydicom.dcmread(CT_SMALL)
+    ds.PhotometricInterpretation = "MONOCHROME1"  # bright = air: must be flipped to bright = dense
+    ds.save_as(tmp_path / "mono1.dcm")
+    np.testing.assert_allclose(load_xray(tmp_path / "mono1.dcm"), 1.0 - plain)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import ImageFileError, Volume, load_nifti, read_dicom_series
+from .io import ImageFileError, Volume, load_nifti, read_dicom_series, read_dicom_slice
 from .manifest import ImageRef
 
 #: Target axis codes of the (x, y, z) array before it is transposed to (z, y, x): Left, Posterior, Inferior.
@@ -92,18 +92,10 @@ def load_xray(ref: ImageRef | str) -> np.ndarray:
     if not path.exists():
         raise ImageFileError(f"{path}: image file not found")
     if path.suffix.lower() in (".dcm", ".dicom"):
-        import pydicom
-
-        try:
-            ds = pydicom.dcmread(str(path))
-            arr = ds.pixel_array.astype(np.float32)
-        except Exception as exc:
-            raise ImageFileError(f"{path}: not a readable DICOM image ({type(exc).__name__}: {exc})") from exc
-        if arr.ndim != 2:
-            raise ImageFileError(f"{path}: expected a 2-D radiograph, got pixel data of shape {arr.shape}")
+        arr, tags = read_dicom_slice(path)
         lo, hi = float(arr.min()), float(arr.max())
         arr = (arr - lo) / max(hi - lo, 1e-6)
-        if str(getattr(ds, "PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+        if str(tags.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
             arr = 1.0 - arr
         return arr.astype(np.float32)
     from PIL import Image, UnidentifiedImageError

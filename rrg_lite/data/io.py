@@ -145,6 +145,7 @@ def as_canonical(volume: Volume) -> Volume:
 DICOM_KEPT_TAGS = (
     "Modality", "Rows", "Columns", "PixelSpacing", "SliceThickness", "ImagePositionPatient",
     "ImageOrientationPatient", "RescaleSlope", "RescaleIntercept", "Units", "BitsStored",
+    "PhotometricInterpretation",
 )
 
 

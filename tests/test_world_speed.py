@@ -17,7 +17,9 @@ t0, c0 = time.perf_counter(), os.times()
 build_datasets(sys.argv[1], n_ct=100, n_xray=200, workers=2, seed=0)
 c1 = os.times()
 cpu = sum(getattr(c1, k) - getattr(c0, k) for k in ("user", "system", "children_user", "children_system"))
-peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+# VmHWM, not RUSAGE_SELF: Linux carries ru_maxrss across exec, so it would include the forked copy of pytest.
+own_kb = int(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM:")))
+peak = max(own_kb, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 print(json.dumps({"cpu": cpu, "wall": time.perf_counter() - t0, "peak_mb": peak / 1024}))
 """
 

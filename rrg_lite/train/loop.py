@@ -103,8 +103,17 @@ def make_accelerator(cfg: TrainConfig):
 
     # Pass the plugin explicitly: Accelerate keeps gradient-accumulation settings in a process-wide state,
     # and a later run with grad_accum=1 would otherwise inherit an earlier run's value.
+    from accelerate.state import AcceleratorState
+
     plugin = GradientAccumulationPlugin(num_steps=cfg.grad_accum, sync_with_dataloader=True)
-    return Accelerator(mixed_precision=_mixed_precision(cfg.mixed_precision), gradient_accumulation_plugin=plugin)
+    precision = _mixed_precision(cfg.mixed_precision)
+    # The precision is process-wide state too, and Accelerate refuses to change it. Two runs in one process
+    # (a notebook that trains in bf16 and then in fp32, a test suite) are legitimate: start the second from a
+    # clean precision state. The distributed state (PartialState) is kept, so `accelerate launch` is unaffected.
+    state = AcceleratorState._shared_state
+    if state.get("_mixed_precision") not in (None, precision):
+        AcceleratorState._reset_state(reset_partial_state=False)
+    return Accelerator(mixed_precision=precision, gradient_accumulation_plugin=plugin)
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:

@@ -40,7 +40,7 @@ def test_m3d_clip_vit_small_random_and_weights_roundtrip(tmp_path):
 
     enc = m3d_clip_vit(img_size=(8, 32, 32), patch_size=(4, 16, 16), hidden_size=32, mlp_dim=64, num_layers=1, num_heads=2)
     out = enc(torch.randn(2, 1, 8, 32, 32))
-    assert out.shape == (2, 2 * 2 * 2, 32) and enc.num_patches == 8
+    assert out.shape == (2, 2 * 2 * 2, 32) and enc.num_patches == 8 and enc.grid == (2, 2, 2)
     state = {f"vision_encoder.{k}": v.clone() for k, v in enc.vit.state_dict().items()}
     state["text_encoder.x"] = torch.zeros(1)  # other parts of the CLIP checkpoint are ignored
     save_file(state, str(tmp_path / "model.safetensors"))

@@ -59,7 +59,8 @@ class MonaiViTEncoder(nn.Module):
         self.vit, self.has_cls = vit, has_cls
         self.spatial_dims, self.in_channels, self.embed_dim = 3, in_channels, hidden_size
         self.img_size = tuple(img_size)
-        self.num_patches = math.prod(s // p for s, p in zip(img_size, patch_size))
+        self.grid = tuple(s // p for s, p in zip(img_size, patch_size))   # patch grid, like ViT.grid
+        self.num_patches = math.prod(self.grid)
 
     def forward(self, x):
         if tuple(x.shape[1:]) != (self.in_channels, *self.img_size):

@@ -7,7 +7,11 @@
 A class token is used inside the encoder (as in ViT/DINO/M3D-CLIP) and dropped from the output unless
 ``return_cls=True``. ``patch_embed="conv"`` is a strided convolution (ViT, MONAI "conv"); ``"linear"`` flattens
 each patch and applies LayerNorm -> Linear -> LayerNorm (the vit-pytorch style RadFM uses). Both are linear
-maps of the patch voxels; they differ in normalisation and weight layout.
+maps of the patch voxels; they differ in normalisation and weight layout. ``patch_embed="conv_max"`` is a small
+non-linear stem: a strided convolution over sub-patches of ``stem_cell`` voxels, a GELU, and a max over the
+sub-patches of each patch, then a linear map to E. A linear patch embedding answers "what does this patch look like
+on average"; the max answers "is there something bright/dark anywhere in it", which is what a 1–2 voxel nodule or
+calcification needs (the same reason radiologists read maximum-intensity projections to find nodules).
 """
 from __future__ import annotations
 
@@ -55,12 +59,36 @@ class Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
+class ConvMaxStem(nn.Module):
+    """(m, C, *spatial) -> (m, N, E): conv over ``cell``-sized sub-patches (stride = cell) -> GELU -> max over the
+    sub-patches inside each patch -> concat(max, mean) -> Linear -> (m, N, E). ``width`` filters per cell."""
+
+    def __init__(self, spatial_dims: int, in_channels: int, patch_size, cell, width: int, embed_dim: int):
+        super().__init__()
+        for p, c in zip(patch_size, cell):
+            if p % c:
+                raise ValueError(f"stem cell {tuple(cell)} must divide the patch size {tuple(patch_size)}")
+        conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
+        pool = F.max_pool2d if spatial_dims == 2 else F.max_pool3d
+        avg = F.avg_pool2d if spatial_dims == 2 else F.avg_pool3d
+        self.conv = conv(in_channels, width, kernel_size=cell, stride=cell)
+        self.window = tuple(p // c for p, c in zip(patch_size, cell))
+        self._max, self._avg = pool, avg
+        self.proj = nn.Linear(2 * width, embed_dim)
+
+    def forward(self, x):
+        h = F.gelu(self.conv(x))                                  # (m, width, *cells)
+        pooled = torch.cat([self._max(h, self.window), self._avg(h, self.window)], 1)  # (m, 2*width, *grid)
+        return self.proj(pooled.flatten(2).transpose(1, 2))       # (m, N, E), grid in row-major order
+
+
 class ViT(nn.Module):
     """ViT over ``spatial_dims``-D inputs of shape (m, ``in_channels``, *``img_size``) -> (m, N, ``embed_dim``)."""
 
     def __init__(self, spatial_dims: int, img_size: Sequence[int] | int, patch_size: Sequence[int] | int,
                  in_channels: int = 1, embed_dim: int = 64, depth: int = 2, heads: int = 4, mlp_ratio: float = 2.0,
-                 dropout: float = 0.0, patch_embed: str = "conv", return_cls: bool = False):
+                 dropout: float = 0.0, patch_embed: str = "conv", return_cls: bool = False,
+                 stem_cell: Sequence[int] | int = 2, stem_width: int = 32):
         super().__init__()
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
@@ -77,10 +105,13 @@ class ViT(nn.Module):
         if patch_embed == "conv":
             conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
             self.patch_embed = conv(in_channels, embed_dim, kernel_size=self.patch_size, stride=self.patch_size)
+        elif patch_embed == "conv_max":
+            cell = _tuple(stem_cell, spatial_dims, "stem_cell")
+            self.patch_embed = ConvMaxStem(spatial_dims, in_channels, self.patch_size, cell, stem_width, embed_dim)
         elif patch_embed == "linear":
             self.patch_embed = nn.Sequential(nn.LayerNorm(patch_dim), nn.Linear(patch_dim, embed_dim), nn.LayerNorm(embed_dim))
         else:
-            raise ValueError(f"patch_embed must be 'conv' or 'linear', got {patch_embed!r}")
+            raise ValueError(f"patch_embed must be 'conv', 'conv_max' or 'linear', got {patch_embed!r}")
         self.patch_embed_kind = patch_embed
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.randn(1, self.num_patches + 1, embed_dim) * 0.02)
@@ -109,6 +140,8 @@ class ViT(nn.Module):
             raise TypeError(f"ViT input must be floating point, got {x.dtype}")
         if self.patch_embed_kind == "conv":
             tokens = self.patch_embed(x).flatten(2).transpose(1, 2)  # (m, N, E), grid in row-major order
+        elif self.patch_embed_kind == "conv_max":
+            tokens = self.patch_embed(x)
         else:
             tokens = self.patch_embed(self.patchify(x))
         tokens = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), tokens], dim=1) + self.pos_embed

@@ -1,17 +1,20 @@
-"""The chapter-4 experiment in functions: the LLaVA recipe on synthetic chest CT.
+"""The chapter-4 experiment in functions: the LLaVA recipe on chest CT (synthetic world or a CT-RATE folder).
 
-    data = make_ct_report_data(n_train, n_test, seed, shape)       # volumes (n, 2, D, H, W), reports, labels
-    encoder = vit3d(...); pretrain_on_labels(encoder, ...)          # stand-in for a pre-trained encoder
+    data = load_ct_report_data(cfg, seed)                           # volumes (n, C, D, H, W), reports, labels
+    encoder = build_encoder(cfg); pretrain_on_labels(encoder, ...)  # stand-in for a pre-trained encoder
     feats = extract_features(encoder, volumes)                      # (n, 1, N, E), computed once (frozen)
-    tok = build_word_tokenizer(train reports + prompts); lm = tiny_llama(tok, ...)
+    lm, tok = build_language_model(cfg, train reports, prompts)
     examples = report_examples(mllm, feats, reports, with_image=True)
 
-Volumes get two channels, a lung window and a mediastinal window (as a radiologist reads chest CT), and are
-resized to one shape so one small 3-D ViT reads every study.
+CPU volumes get two channels, a lung window and a mediastinal window (as a radiologist reads chest CT), and are
+resized to one shape so one small 3-D ViT reads every study. The same :func:`preprocess_ct` serves the world
+(in memory) and CT-RATE (NIfTI files read by :mod:`rrg_lite.data`), so both paths give identical tensors.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -19,54 +22,193 @@ from tqdm.auto import tqdm
 
 from rrg_lite.data.transforms import resize, window
 
-IMAGE_PROMPT = "<image> Write the radiology report for this chest CT."
+# The image comes last, right before the answer: a small LM trained on text attends most to recent positions,
+# so visual tokens next to the report are found sooner in training than tokens at the start of the prompt.
+IMAGE_PROMPT = "Write the radiology report for this chest CT. <image>"
 TEXT_PROMPT = "Write the radiology report for this chest CT."
+CT_WINDOWS = ("lung", "mediastinum")
 
 
-def preprocess_ct(hu: np.ndarray, shape=(32, 64, 64)) -> np.ndarray:
-    """HU (D, H, W) -> float32 (2, *shape): lung window and mediastinal window, each in [0, 1]."""
+def preprocess_ct(hu: np.ndarray, shape=(32, 64, 64), windows: Sequence = CT_WINDOWS) -> np.ndarray:
+    """HU (D, H, W) -> float32 (len(windows), *shape), one [0, 1] channel per window.
+
+    ``windows``: names from :data:`rrg_lite.data.transforms.WINDOWS` or ``(centre, width)`` pairs in HU.
+    The default is the lung window and the mediastinal window; M3D-CLIP reads one channel (e.g.
+    ``((0, 2000),)``: -1000..1000 HU scaled to [0, 1]).
+    """
     if hu.ndim != 3:
         raise ValueError(f"a CT volume must be (D, H, W), got shape {hu.shape}")
-    return np.stack([resize(window(hu, name), shape) for name in ("lung", "mediastinum")]).astype(np.float32)
+    if not len(windows):
+        raise ValueError("preprocess_ct needs at least one window")
+    chans = [resize(window(hu, w) if isinstance(w, str) else window(hu, *w), shape) for w in windows]
+    return np.stack(chans).astype(np.float32)
+
+
+class VolumeFiles:
+    """Volumes read from disk on demand, preprocessed on the fly: a lazy stand-in for an (n, C, D, H, W) tensor.
+
+    Full CT-RATE does not fit in memory; ``extract_features`` only needs slices, which load and preprocess
+    their studies when asked. ``files[i]`` is (C, D, H, W), ``files[a:b]`` is (b - a, C, D, H, W).
+    """
+
+    def __init__(self, refs: Sequence, shape=(32, 64, 64), windows: Sequence = CT_WINDOWS):
+        self.refs, self.shape, self.windows = list(refs), tuple(shape), tuple(windows)
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def _load(self, i: int) -> torch.Tensor:
+        from rrg_lite.data.images import load_volume
+
+        hu, _ = load_volume(self.refs[i])
+        return torch.from_numpy(preprocess_ct(hu, self.shape, self.windows))
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            return torch.stack([self._load(i) for i in range(*key.indices(len(self)))])
+        return self._load(int(key))
+
+    def materialize(self, progress: bool = False) -> torch.Tensor:
+        """Load everything: (n, C, D, H, W) float32."""
+        return torch.stack([self._load(i) for i in tqdm(range(len(self)), desc="volumes", disable=not progress)])
 
 
 @dataclass
 class CTReportData:
-    volumes: torch.Tensor        # (n, 2, D, H, W) float32
+    volumes: torch.Tensor | VolumeFiles   # (n, C, D, H, W) float32, or lazily loaded files
     reports: list[str]
-    labels: torch.Tensor         # (n, 18) int64 CT-RATE vector of the world's ground truth
+    labels: torch.Tensor         # (n, 18) CT-RATE vector (world: ground truth; CT-RATE: the release's labels)
     study_ids: list[str]
-    n_train: int
+    n_train: int                 # the first n_train studies train, the rest are held out
 
-    def standardize(self) -> "CTReportData":
+    def standardize(self, inplace: bool = False, chunk: int = 256) -> "CTReportData":
         """Subtract the training studies' mean volume and divide by their per-voxel std (fit on train only).
 
         Every phantom shares one anatomy, so raw intensities are dominated by it; what differs between
         studies (a lesion, an effusion, a big heart) is a small change. Per-voxel standardisation (the 3-D
         analogue of subtracting ImageNet's mean image) makes those changes what the encoder sees first.
+        Statistics are accumulated ``chunk`` studies at a time (float64) so no copy of the whole set is made;
+        ``inplace=True`` overwrites ``self.volumes`` instead of allocating a standardised copy.
         """
-        train = self.volumes[self.split("train")]
-        mean, std = train.mean(0), train.std(0) + 0.05
-        return CTReportData((self.volumes - mean) / std, self.reports, self.labels, self.study_ids, self.n_train)
+        if not isinstance(self.volumes, torch.Tensor):
+            raise ValueError("standardize() needs the volumes in memory (call .materialize() on VolumeFiles first); "
+                             "a pre-trained encoder uses its own normalisation instead")
+        if self.n_train < 2:
+            raise ValueError(f"standardize() needs at least 2 training studies, got {self.n_train}")
+        total = torch.zeros(self.volumes.shape[1:], dtype=torch.float64)
+        squares = torch.zeros_like(total)
+        for i in range(0, self.n_train, chunk):
+            x = self.volumes[i: min(i + chunk, self.n_train)].double()
+            total += x.sum(0)
+            squares += (x * x).sum(0)
+        n = self.n_train
+        mean = total / n
+        std = ((squares - n * mean * mean).clamp(min=0) / (n - 1)).sqrt() + 0.05   # +0.05: flat voxels stay finite
+        mean, std = mean.to(self.volumes.dtype), std.to(self.volumes.dtype)
+        out = self.volumes if inplace else torch.empty_like(self.volumes)
+        for i in range(0, len(self.volumes), chunk):
+            torch.div(self.volumes[i: i + chunk] - mean, std, out=out[i: i + chunk])
+        if inplace:
+            return self
+        return CTReportData(out, self.reports, self.labels, self.study_ids, self.n_train)
 
     def split(self, part: str) -> slice:
+        if part not in ("train", "test"):
+            raise ValueError(f"split must be 'train' or 'test', got {part!r}")
         return slice(0, self.n_train) if part == "train" else slice(self.n_train, len(self.reports))
 
 
-def make_ct_report_data(n_train: int, n_test: int, seed: int = 0, shape=(32, 64, 64), scan_range: str = "chest",
-                        progress: bool = True) -> CTReportData:
-    """Generate ``n_train + n_test`` seeded chest CT studies from :mod:`rrg_lite.world` and preprocess them."""
-    from rrg_lite.world.config import WorldConfig
-    from rrg_lite.world.ct import iter_ct_cohort
+def _opt(cfg, key: str, default):
+    """``cfg[key]`` if the profile has it, else ``default`` (older profiles lack the optional keys)."""
+    return cfg[key] if key in cfg and cfg[key] is not None else default
 
-    vols, reports, labels, ids = [], [], [], []
-    for study in tqdm(iter_ct_cohort(n_train + n_test, seed=seed, cfg=WorldConfig(scan_range=scan_range)),
-                      total=n_train + n_test, desc="CT studies", disable=not progress):
-        vols.append(preprocess_ct(study.ct, shape))
-        reports.append(study.report.text())
-        labels.append(np.asarray(study.labels))
-        ids.append(study.study_id)
-    return CTReportData(torch.from_numpy(np.stack(vols)), reports, torch.from_numpy(np.stack(labels)), ids, n_train)
+
+def _world_study(args):
+    """One preprocessed world study (a top-level function so a process pool can run it)."""
+    from rrg_lite.world.ct import make_ct_study
+
+    seed, cfg, i, shape, windows = args
+    st = make_ct_study(seed, cfg, study_id=f"ct_{i:05d}", patient_id=f"ctp_{i:05d}")
+    return preprocess_ct(st.ct, shape, windows), st.report.text(), np.asarray(st.labels), st.study_id
+
+
+def make_ct_report_data(n_train: int, n_test: int, seed: int = 0, shape=(32, 64, 64), scan_range: str = "chest",
+                        progress: bool = True, world: dict | None = None, windows: Sequence = CT_WINDOWS,
+                        workers: int = 1) -> CTReportData:
+    """Generate ``n_train + n_test`` seeded CT studies from :mod:`rrg_lite.world` and preprocess them.
+
+    ``world``: :class:`rrg_lite.world.config.WorldConfig` overrides (difficulty knobs). Study ``i`` depends only
+    on ``(seed, i)``, so ``workers > 1`` (a process pool) gives the same data, faster.
+    """
+    from rrg_lite.world.config import WorldConfig
+    from rrg_lite.world.ct import study_seeds
+
+    cfg = WorldConfig(scan_range=scan_range, **(world or {}))
+    n = n_train + n_test
+    jobs = [(s, cfg, i, tuple(shape), tuple(windows)) for i, s in enumerate(study_seeds(seed, n))]
+    # fill one preallocated array as studies arrive (in order), so memory holds the volumes once
+    volumes = torch.empty((n, len(windows), *shape), dtype=torch.float32)
+    reports, labels, ids = [], [], []
+
+    def collect(rows):
+        for i, (vol, rep, lab, sid) in enumerate(tqdm(rows, total=n, desc="CT studies", disable=not progress)):
+            volumes[i] = torch.from_numpy(vol)
+            reports.append(rep)
+            labels.append(lab)
+            ids.append(sid)
+
+    if workers > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers) as pool:
+            collect(pool.map(_world_study, jobs, chunksize=8))
+    else:
+        collect(map(_world_study, jobs))
+    return CTReportData(volumes, reports, torch.from_numpy(np.stack(labels)), ids, n_train)
+
+
+def record_report_text(rec) -> str:
+    """A CT-RATE record's report in the world's layout: ``FINDINGS: ...`` and ``IMPRESSION: ...`` paragraphs."""
+    parts = [f"{name.upper()}: {rec.report[name]}" for name in ("findings", "impression") if rec.report.get(name)]
+    return "\n\n".join(parts)
+
+
+def load_ctrate_report_data(root: str | Path, n_train: int = 0, n_test: int = 0, shape=(32, 64, 64),
+                            windows: Sequence = CT_WINDOWS, lazy: bool = False, progress: bool = True) -> CTReportData:
+    """A CT-RATE-layout folder -> :class:`CTReportData`: its ``train`` split trains, its ``valid`` split is held out.
+
+    Reads with :func:`rrg_lite.data.formats.ctrate.read_ctrate` (reports, 18 labels, rescale metadata) and
+    :func:`rrg_lite.data.images.load_volume` (HU in the world orientation), then :func:`preprocess_ct`.
+    ``n_train`` / ``n_test`` = 0 take every study of the split. ``lazy=True`` keeps the volumes on disk
+    (:class:`VolumeFiles`) for datasets that do not fit in memory.
+    """
+    from rrg_lite.data.formats.ctrate import read_ctrate
+    from rrg_lite.data.manifest import DataFormatError
+    from rrg_lite.world.vocab import CT_RATE_LABELS
+
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data_root {root}: not a folder (expected a CT-RATE layout: dataset/, "
+                                "radiology_text_reports/, multi_abnormality_labels/)")
+    train = read_ctrate(root, "train")
+    test = read_ctrate(root, "valid")
+    train = train[:n_train] if n_train else train
+    test = test[:n_test] if n_test else test
+    records = train + test
+    labels = np.array([r.label_vector(CT_RATE_LABELS) for r in records], dtype=np.float32)
+    if np.isnan(labels).any():
+        bad = records[int(np.isnan(labels).any(1).argmax())]
+        raise DataFormatError(f"{root}: study {bad.study_id} has no value for some of the 18 CT-RATE labels")
+    refs = []
+    for r in records:
+        cts = r.images_of("CT")
+        if not cts or not cts[0].path:
+            raise DataFormatError(f"{root}: study {r.study_id} has no CT volume file")
+        refs.append(cts[0])
+    files = VolumeFiles(refs, shape, windows)
+    volumes = files if lazy else files.materialize(progress)
+    return CTReportData(volumes, [record_report_text(r) for r in records], torch.from_numpy(labels).long(),
+                        [r.study_id for r in records], len(train))
 
 
 def report_examples(mllm, features: torch.Tensor | None, reports: list[str] | None, with_image: bool = True,
@@ -91,16 +233,51 @@ def report_examples(mllm, features: torch.Tensor | None, reports: list[str] | No
 
 
 def load_ct_report_data(cfg, seed: int = 0, progress: bool = True) -> CTReportData:
-    """The chapter's data for a profile: the synthetic world (``data_root=None``) or a converted dataset.
+    """The chapter's data for a profile: the synthetic world (``data_root=None``) or a CT-RATE-layout folder.
 
-    Real CT-RATE goes through the dataset readers of :mod:`rrg_lite.data` (converted with ``data_scripts/``).
+    Profile keys used: ``data_root``, ``n_train``, ``n_test``, ``volume_shape``, and optionally ``windows``,
+    ``world`` (WorldConfig overrides), ``workers`` and ``lazy``.
     """
+    windows = tuple(tuple(w) if isinstance(w, (list, tuple)) else w for w in _opt(cfg, "windows", CT_WINDOWS))
     if cfg.data_root is None:
-        return make_ct_report_data(cfg.n_train, cfg.n_test, seed=seed, shape=tuple(cfg.volume_shape), progress=progress)
-    raise NotImplementedError(
-        f"data_root={cfg.data_root!r}: reading a converted CT-RATE folder for chapter 4 is not wired up yet; "
-        "use the rrg_lite.data readers to build volumes (n, 2, D, H, W) with preprocess_ct and a CTReportData"
-    )
+        return make_ct_report_data(cfg.n_train, cfg.n_test, seed=seed, shape=tuple(cfg.volume_shape), progress=progress,
+                                   world=_opt(cfg, "world", None), windows=windows, workers=_opt(cfg, "workers", 1))
+    return load_ctrate_report_data(cfg.data_root, cfg.n_train, cfg.n_test, shape=tuple(cfg.volume_shape),
+                                   windows=windows, lazy=_opt(cfg, "lazy", False), progress=progress)
+
+
+def resolve_weights(name_or_path: str | None) -> str | None:
+    """A local path as it is; otherwise a Hub id, whose safetensors files are downloaded (user's explicit choice)."""
+    if name_or_path is None or Path(name_or_path).exists():
+        return name_or_path
+    if str(name_or_path).count("/") != 1:
+        raise FileNotFoundError(f"encoder weights {name_or_path!r}: no such file or folder, and not a Hub id (owner/name)")
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download(repo_id=str(name_or_path), allow_patterns=["*.safetensors", "*.json"])
+
+
+def build_encoder(cfg, in_channels: int | None = None, seed: int = 0):
+    """The profile's vision encoder: a small ViT-3D (``encoder="vit3d"``) or M3D-CLIP's ViT (``"m3d_clip"``).
+
+    ``encoder_weights``: a local safetensors file or folder, or a Hub id (its ``*.safetensors`` files are fetched
+    only because the caller named it; the CPU profile names none).
+    """
+    from rrg_lite.encoders.pretrained import m3d_clip_vit
+    from rrg_lite.encoders.vit import vit3d
+
+    channels = in_channels or len(_opt(cfg, "windows", CT_WINDOWS))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if cfg.encoder == "vit3d":
+            return vit3d(img_size=tuple(cfg.volume_shape), patch_size=tuple(cfg.patch_size), in_channels=channels,
+                         embed_dim=cfg.encoder_dim, depth=cfg.encoder_depth, heads=_opt(cfg, "encoder_heads", 4),
+                         patch_embed=_opt(cfg, "patch_embed", "conv"), stem_cell=tuple(_opt(cfg, "stem_cell", (2, 4, 4))),
+                         stem_width=_opt(cfg, "stem_width", 32))
+        if cfg.encoder == "m3d_clip":
+            return m3d_clip_vit(resolve_weights(cfg.encoder_weights), img_size=tuple(cfg.volume_shape), patch_size=tuple(cfg.patch_size),
+                                in_channels=channels)
+    raise ValueError(f"unknown encoder {cfg.encoder!r}; choose 'vit3d' or 'm3d_clip'")
 
 
 def build_language_model(cfg, train_reports: list[str], extra_texts=(), seed: int = 0):
@@ -115,3 +292,31 @@ def build_language_model(cfg, train_reports: list[str], extra_texts=(), seed: in
     dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
     lm, tok = load_causal_lm(cfg.llm, dtype=dtype)
     return lm, tok
+
+
+def train_stage(mllm, examples: list[dict], collate, steps: int, lr: float, batch_size: int = 16, seed: int = 0,
+                name: str = "stage", grad_accum: int = 1, mixed_precision: str = "auto", warmup_steps: int | None = None,
+                progress: bool = True, log_every: int = 10):
+    """One stage of the recipe with :func:`rrg_lite.train.loop.train` (warmup + cosine); trains what
+    :func:`rrg_lite.mllm.stages.configure_stage` left trainable. Returns the ``TrainResult``."""
+    from rrg_lite.train.loop import TrainConfig, train
+
+    if steps < 1:
+        raise ValueError(f"stage {name!r}: steps must be >= 1, got {steps}")
+    warmup = min(20, steps // 10) if warmup_steps is None else warmup_steps
+    cfg = TrainConfig(lr=lr, batch_size=batch_size, grad_accum=grad_accum, max_steps=steps, warmup_steps=warmup,
+                      seed=seed, log_every=log_every, mixed_precision=mixed_precision, desc=name, progress=progress)
+    return train(mllm, examples, cfg, collate_fn=collate)
+
+
+def derangement(n: int, seed: int = 0) -> torch.Tensor:
+    """A random permutation with no fixed point (n >= 2): study i gets the image of study ``perm[i] != i``.
+
+    Built as a random cycle: shuffle, then send each study to the next one in the shuffled order.
+    """
+    if n < 2:
+        raise ValueError(f"a derangement needs n >= 2, got {n}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    perm = torch.empty(n, dtype=torch.long)
+    perm[order] = order.roll(-1)
+    return perm

@@ -1,58 +1,82 @@
 """Chapter 4 — "A multimodal LLM from parts": the LLaVA recipe on chest CT.
 
-cpu:  the synthetic world, a 2-layer ViT-3D pre-trained on labels for seconds, an M3D-style pooling projector,
-      a tiny Llama (hidden 128, 2 layers) with a word-level vocabulary; finishes in a few minutes on 2 cores.
-full: CT-RATE converted by ``data_scripts/``, M3D-CLIP's 3-D ViT (32x256x256, 4x16x16 patches, width 768),
-      Llama-3.2-1B-Instruct, LoRA r=8/alpha=32/dropout=0.05 (M4CXR), bf16 on a GPU. Memory estimate:
+cpu:  the synthetic world (chest scan range, lesions 1.5x the default size), three CT windows, a 2-layer ViT-3D
+      with a conv-max stem pre-trained on labels for seconds, an M3D-style pooling projector, a tiny Llama
+      (hidden 128, 2 layers) with a word-level vocabulary; a few minutes on 2 cores.
+full: CT-RATE (a local folder in the release's layout), M3D-CLIP's 3-D ViT (32x256x256, 4x16x16 patches, width 768,
+      one channel), Llama-3.2-1B-Instruct, LoRA r=8/alpha=32/dropout=0.05 (M4CXR), bf16 on a GPU. Memory estimate:
       :func:`rrg_lite.mllm.memory.estimate_training_memory`.
 """
 
 PROFILES = {
     "cpu": {
         "data_root": None,                  # None: generate the synthetic world in memory
-        "n_train": 400,
-        "n_test": 100,
+        "n_train": 1600,
+        "n_test": 200,
+        "world": {"lesion_size_scale": 1.5},  # WorldConfig knobs: lesions 1.5x larger, so more are visible at 64x64
+        "workers": 2,                       # processes generating the world (same data for any number)
+        "lazy": False,                      # True: keep CT-RATE volumes on disk, load per batch
         "volume_shape": [32, 64, 64],
+        "windows": ["lung", "mediastinum", "bone"],  # one input channel per CT window
+        "standardize": True,                # per-voxel standardisation fitted on the training studies
         "encoder": "vit3d",                 # vit3d (small, CPU) | m3d_clip (MONAI ViT) — with encoder_weights
         "encoder_weights": None,
         "patch_size": [8, 16, 16],
+        "patch_embed": "conv_max",          # conv | linear | conv_max (conv stem + max over each patch)
+        "stem_cell": [2, 4, 4],
+        "stem_width": 32,
         "encoder_dim": 64,
         "encoder_depth": 2,
-        "encoder_epochs": 8,
-        "pool_kernel": [1, 2, 2],           # M3D spatial pooling of the patch grid
+        "encoder_epochs": 12,
+        "encoder_lr": 5e-3,
+        "probe_pool": "meanmax",            # how the label probe pools patch tokens during pre-training
+        "pool_kernel": [2, 2, 2],           # M3D spatial pooling of the patch grid: 4x4x4 -> 8 tokens
         "llm": None,                        # None: tiny Llama from a config; else a Hub id or local path
         "llm_hidden": 128,
         "llm_layers": 2,
         "text_steps": 200,                  # LM warm-up on reports (stands in for LM pre-training) = baseline
-        "align_steps": 150,                 # stage 1: projector only
+        "text_lr": 3e-3,
+        "align_steps": 50,                  # stage 1: projector only
         "align_lr": 1e-2,
-        "lora_steps": 300,                  # stage 2: projector + LoRA
-        "lora_lr": 3e-3,
+        "lora_steps": 600,                  # stage 2: projector + LoRA
+        "lora_lr": 1e-2,
         "lora_r": 16,
         "lora_alpha": 32,
         "lora_dropout": 0.05,
         "batch_size": 16,
         "grad_accum": 1,
         "max_new_tokens": 180,
+        "gen_batch_size": 100,
         "mixed_precision": "auto",
         "n_boot": 1000,
     },
     "full": {
         "data_root": "/data/CT-RATE",
-        "n_train": 0,                       # 0: every study of the split
+        "n_train": 0,                       # 0: every study of the split (train trains, valid is held out)
         "n_test": 0,
+        "world": {},
+        "workers": 1,
+        "lazy": True,
         "volume_shape": [32, 256, 256],
+        "windows": [[0, 2000]],             # one channel, -1000..1000 HU -> [0, 1] (M3D-CLIP reads one channel)
+        "standardize": False,               # a pre-trained encoder keeps the normalisation it was trained with
         "encoder": "m3d_clip",
-        "encoder_weights": "GoodBaiBai88/M3D-CLIP",
+        "encoder_weights": "GoodBaiBai88/M3D-CLIP",   # a Hub id (safetensors fetched) or a local file/folder
         "patch_size": [4, 16, 16],
+        "patch_embed": "conv",              # unused by m3d_clip
+        "stem_cell": [2, 4, 4],
+        "stem_width": 32,
         "encoder_dim": 768,
         "encoder_depth": 12,
         "encoder_epochs": 0,                # pre-trained: no label pre-training
+        "encoder_lr": 1e-4,
+        "probe_pool": "mean",
         "pool_kernel": [2, 2, 2],           # 8x16x16 = 2048 patch tokens -> 256 (M3D)
         "llm": "meta-llama/Llama-3.2-1B-Instruct",
         "llm_hidden": 2048,
         "llm_layers": 16,
         "text_steps": 0,                    # the LM is pre-trained
+        "text_lr": 1e-4,
         "align_steps": 2000,
         "align_lr": 3e-4,
         "lora_steps": 10000,
@@ -63,6 +87,7 @@ PROFILES = {
         "batch_size": 8,
         "grad_accum": 4,
         "max_new_tokens": 512,
+        "gen_batch_size": 8,
         "mixed_precision": "bf16",
         "n_boot": 1000,
     },

@@ -33,7 +33,25 @@ def _report_text(sections: dict, which: Sequence[str]) -> str:
     return " ".join(sections[s] for s in which if sections.get(s))
 
 
-class CTReportDataset(torch.utils.data.Dataset):
+class _ReportDataset(torch.utils.data.Dataset):
+    """Items are manifest records or world studies; subclasses turn each kind into a sample dict."""
+
+    items: list
+    transform: Callable | None
+    report_sections: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        item = self.items[i]
+        sample = self._from_record(item) if isinstance(item, StudyRecord) else self._from_study(item)
+        if not sample["report"]:
+            raise DataFormatError(f"study {sample['study_id']}: empty report (sections {self.report_sections})")
+        return self.transform(sample) if self.transform is not None else sample
+
+
+class CTReportDataset(_ReportDataset):
     """CT (± PET, ± region masks) with its report, from records or from :class:`rrg_lite.world.ct.CTStudy` objects.
 
     regions:         which region masks to stack into ``masks`` (R, D, H, W) when ``with_masks``
@@ -48,9 +66,6 @@ class CTReportDataset(torch.utils.data.Dataset):
         self.with_masks, self.with_pet = with_masks, with_pet
         self.regions, self.label_names = tuple(regions), tuple(label_names)
         self.report_sections = tuple(report_sections)
-
-    def __len__(self) -> int:
-        return len(self.items)
 
     def _from_study(self, st) -> dict:
         rep = st.report
@@ -100,15 +115,8 @@ class CTReportDataset(torch.utils.data.Dataset):
             sample["mask_names"] = list(self.regions)
         return sample
 
-    def __getitem__(self, i: int) -> dict:
-        item = self.items[i]
-        sample = self._from_record(item) if isinstance(item, StudyRecord) else self._from_study(item)
-        if not sample["report"]:
-            raise DataFormatError(f"study {sample['study_id']}: empty report (sections {self.report_sections})")
-        return self.transform(sample) if self.transform is not None else sample
 
-
-class XRayReportDataset(torch.utils.data.Dataset):
+class XRayReportDataset(_ReportDataset):
     """Chest X-ray studies (frontal, optional lateral and prior) with reports, from records or world studies.
 
     For records, ``records_by_id`` (default: the items themselves) is used to find each study's prior.
@@ -124,9 +132,6 @@ class XRayReportDataset(torch.utils.data.Dataset):
         self.include_agnostic = include_agnostic
         self.by_id = records_by_id if records_by_id is not None else {
             r.study_id: r for r in self.items if isinstance(r, StudyRecord)}
-
-    def __len__(self) -> int:
-        return len(self.items)
 
     def _from_study(self, st) -> dict:
         rep = st.report
@@ -162,9 +167,3 @@ class XRayReportDataset(torch.utils.data.Dataset):
                 "labels": np.asarray(rec.label_vector(self.label_names), np.float32), "boxes": rec.boxes,
                 "qa": rec.qa}
 
-    def __getitem__(self, i: int) -> dict:
-        item = self.items[i]
-        sample = self._from_record(item) if isinstance(item, StudyRecord) else self._from_study(item)
-        if not sample["report"]:
-            raise DataFormatError(f"study {sample['study_id']}: empty report (sections {self.report_sections})")
-        return self.transform(sample) if self.transform is not None else sample

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class WorldConfig:
@@ -70,3 +72,8 @@ class WorldConfig:
 
 
 DEFAULT = WorldConfig()
+
+
+def study_seeds(seed: int, n: int) -> list[np.random.SeedSequence]:
+    """Independent per-study seeds: study i is the same whatever ``n`` is and whichever worker makes it."""
+    return np.random.SeedSequence(seed).spawn(n)

@@ -7,7 +7,7 @@ from typing import Iterator
 import numpy as np
 
 from . import qa as QA
-from .config import WorldConfig
+from .config import WorldConfig, study_seeds
 from .findings import (CT_KINDS, Finding, apply_to_anatomy, make_prior, relabel, render_intensity,
                        sample_ct_findings)
 from .phantom import (LABEL, SCAN_RANGES, Anatomy, Grid, add_vessels, finish_ct, hu_from_labels, make_grid,
@@ -214,11 +214,6 @@ def _assemble(rng, study_id, patient_id, ct, grid, labels, masks, findings, cfg,
                    grid=grid, labelmap=labels, lesion_map=lesion_map, findings=findings, report=report,
                    labels=ct_rate_vector(findings), qa=qa, pet=pet, prior=prior, age=age, sex=an.sex,
                    scan_range=scan_range, physiological=phys, diaphragm_index=diaphragm)
-
-
-def study_seeds(seed: int, n: int) -> list[np.random.SeedSequence]:
-    """Independent per-study seeds: study i is the same whatever ``n`` is and whichever worker makes it."""
-    return np.random.SeedSequence(seed).spawn(n)
 
 
 def iter_ct_cohort(n: int, seed: int = 0, cfg: WorldConfig | None = None, prefix: str = "ct",

@@ -19,7 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from . import qa as QA
-from .config import WorldConfig
+from .config import WorldConfig, study_seeds
 from .findings import (Finding, Kind, lung_lesion, apply_to_anatomy, balanced_prevalence, blob, layer,
                        lung_blockers, make_prior, point_in, relabel, render_intensity)
 from .phantom import (LABEL, SCAN_RANGES, Anatomy, Grid, add_vessels, hu_from_labels, make_grid, paint,
@@ -443,7 +443,7 @@ def make_xray_study(seed, cfg: WorldConfig | None = None, study_id: str = "cxr_0
 
 def iter_xray_cohort(n: int, seed: int = 0, cfg: WorldConfig | None = None, prefix: str = "cxr",
                      progress: bool = False) -> Iterator[XRayStudy]:
-    seeds = np.random.SeedSequence(seed).spawn(n)
+    seeds = study_seeds(seed, n)
     it = range(n)
     if progress:
         from tqdm.auto import tqdm

@@ -12,11 +12,13 @@ from rrg_lite.tokenizers.mu2_ablation import (
     body_part_samples,
     ct_to_frames,
     frame_finding_labels,
+    oracle_frame_features,
     paper_table,
     positive_findings,
     summarize,
     tokenizer_config,
     tokens_per_frame,
+    wrong_image,
 )
 from rrg_lite.world.report import Report, Sentence
 
@@ -125,6 +127,16 @@ def test_prepare_world_splits_studies_and_keeps_test_volumes():
     assert not {s.study_id for s in w.train} & {s.study_id for s in w.test}
     assert w.test_features[0].shape == (cfg.num_frames, tokens_per_frame(cfg), cfg.encoder_width)
     assert not any(p.requires_grad for p in w.encoder.parameters())
+    # the oracle samples are the same questions, with the frames' finding labels as features
+    assert [(o.study_id, o.question, o.answer) for o in w.oracle_test] == \
+           [(s.study_id, s.question, s.answer) for s in w.test]
+    from rrg_lite.tokenizers.mu2_ablation import frame_finding_labels
+    from rrg_lite.world.findings import CT_KINDS
+    study = w.test_studies[0]
+    labels = frame_finding_labels(study.lesion_map, study.findings, list(CT_KINDS), cfg.slices_per_frame, cfg.num_frames)
+    oracle = next(o for o in w.oracle_test if o.study_id == study.study_id).features
+    assert oracle.shape == w.test_features[0].shape
+    assert torch.equal(oracle[:, 0, :len(CT_KINDS)], torch.as_tensor(labels))
 
 
 @pytest.mark.slow
@@ -148,3 +160,23 @@ def test_prepare_manifest_reads_an_amosmm_folder(tmp_path):
     assert data.test[0].features.shape == (cfg.num_frames, tokens_per_frame(cfg), cfg.encoder_width)
     with pytest.raises(ValueError, match="data_root"):
         prepare_manifest(load_profile("mu2", "cpu", dataset="amos-mm"))
+
+
+def test_oracle_features_carry_each_frames_labels():
+    labels = np.array([[0, 1], [1, 1], [0, 0]], dtype=np.float32)  # 3 frames, 2 kinds
+    f = oracle_frame_features(labels, tokens_per_frame=4, width=5)
+    assert f.shape == (3, 4, 5)
+    assert f[1, 3].tolist() == [1, 1, 0, 0, 0] and f[0, 0].tolist() == [0, 1, 0, 0, 0] and f[2].abs().sum() == 0
+    with pytest.raises(ValueError, match="do not fit"):
+        oracle_frame_features(labels, 4, width=1)
+
+
+def test_wrong_image_gives_every_study_another_studys_features():
+    f = {sid: torch.full((1, 1, 1), float(i)) for i, sid in enumerate("abc")}
+    samples = [QASample(sid, "q", "a", part, f[sid], 10) for sid in "abc" for part in ("chest", "pelvis")]
+    wrong = wrong_image(samples)
+    assert [s.study_id for s in wrong] == [s.study_id for s in samples]  # same questions, same order
+    assert [float(s.features) for s in wrong] == [1, 1, 2, 2, 0, 0]  # a <- b, b <- c, c <- a
+    assert [float(s.features) for s in samples] == [0, 0, 1, 1, 2, 2]  # the input is not changed
+    with pytest.raises(ValueError, match="two studies"):
+        wrong_image(samples[:2])

@@ -6,8 +6,8 @@ volumes min-max normalised and resized/cropped to 8 frames × 32 × 256 × 256, 
 4 refiner + 4 aggregation layers with 8 heads, k = 1024 soft tokens, 1024 learnable queries, AdamW with warm-up
 and cosine decay, bf16. Values the paper does not give (learning rate, steps, batch size) are ours and say so.
 
-``cpu`` is a scale-down of the same architecture that trains 5 variants × 3 seeds (+ a no-image control) in a few
-minutes on 2 cores:
+``cpu`` is a scale-down of the same architecture that trains 5 variants × 3 seeds on oracle features (the world's
+per-frame finding labels) and LinVT and μ² × 3 seeds on a tiny ViT's features, in a few minutes on 2 cores:
 the world's CTs cut into frames of 8 slices of 64 × 64 (any depth → any T), a frozen tiny 3-D ViT (width 64,
 patches 4 × 16 × 16 → 32 tokens per frame), a tiny Llama of width 64, one refiner and one aggregation layer,
 4 heads, k = 32, 16 queries.
@@ -36,6 +36,10 @@ PROFILES = {
         "encoder_pretrain_steps": 200,  # frame-level finding-kind labels: a stand-in for M3D-CLIP pre-training
         "encoder_pretrain_lr": 3e-3,
         "encoder_width": 64,  # E
+        "patch_embed": "conv",  # or "conv_max" (chapter 4's stem); neither makes the world's lesions visible here
+        "stem_cell": [2, 4, 4],
+        "stem_width": 32,
+        "probe_pool": "mean",  # how the frame-label probe pools patch tokens during pre-training
         "patch_size": [4, 16, 16],
         # language model
         "llm": "tiny",
@@ -49,6 +53,9 @@ PROFILES = {
         "num_queries": 16,
         "mlp_ratio": 2,
         "dmtp_gate": "token",
+        # the main ablation's features: "oracle" = the world's per-frame finding labels (a perfect encoder, so
+        # that the tokenizers are compared on features that hold the answer), "encoder" = the frozen ViT's
+        "ablation_features": "oracle",
         # training: one short SFT run per (variant, seed)
         "variants": ["Baseline", "+RPE", "+DTS", "+DMTP", "μ² (SFT)"],
         "seeds": [0, 1, 2],
@@ -85,6 +92,10 @@ PROFILES = {
         "encoder_pretrain_steps": 0,  # the real encoder comes pre-trained
         "encoder_pretrain_lr": 3e-3,
         "encoder_width": 768,
+        "patch_embed": "conv",  # (tiny-vit3d only)
+        "stem_cell": [2, 4, 4],
+        "stem_width": 32,
+        "probe_pool": "mean",
         "patch_size": [4, 16, 16],
         "llm": "meta-llama/Llama-3.2-1B-Instruct",
         "llm_hidden": 2048,
@@ -96,6 +107,7 @@ PROFILES = {
         "num_queries": 1024,
         "mlp_ratio": 4,
         "dmtp_gate": "token",
+        "ablation_features": "encoder",  # real data has no oracle
         "variants": ["Baseline", "+RPE", "+DTS", "+DMTP", "μ² (SFT)"],
         "seeds": [0, 1, 2],
         "lm_warmup_steps": 0,  # the LLM is pre-trained

@@ -229,7 +229,9 @@ class TextConditionedAggregation(nn.Module):
     them over heads and returns ``weights @ visual``: rows of ``weights`` are non-negative and sum to one, so
     each output token is a convex combination of the visual tokens (the linearity principle).
     ``visual_key_bias`` (B, M, D) is added to the *keys only* (μ² uses it for scale embeddings), so the values
-    stay the visual tokens themselves.
+    stay the visual tokens themselves. ``values`` (B, M, D), if given, are averaged instead of ``visual``: the
+    tokenizer passes the un-refined input tokens there, so that the refined tokens decide the weights and the
+    output stays a combination of the tokens the LLM was aligned to.
     """
 
     def __init__(self, dim: int, num_heads: int, num_layers: int, num_queries: int, mlp_ratio: int = 4):
@@ -239,13 +241,13 @@ class TextConditionedAggregation(nn.Module):
         self.norm_q, self.norm_k = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.aggregate = Attention(dim, num_heads)  # only its q/k projections are used (no values)
 
-    def forward(self, visual, question=None, question_mask=None, visual_key_bias=None):
+    def forward(self, visual, question=None, question_mask=None, visual_key_bias=None, values=None):
         q = self.queries.expand(visual.shape[0], -1, -1)
         keys = visual if visual_key_bias is None else visual + visual_key_bias
         for layer in self.layers:
             q = layer(q, keys, question, question_mask)
         weights = self.aggregate.scores(self.norm_q(q), self.norm_k(keys)).mean(dim=1)  # (B, Q, M)
-        return weights @ visual, weights
+        return weights @ (visual if values is None else values), weights
 
 
 def linvt_tokenizer(**config):

@@ -26,10 +26,13 @@ ablation (Table 2) is reproduced with :data:`ABLATION_VARIANTS`; the paper's own
 Design choices that the paper leaves open (said here so that a reader can change them):
 - a LLaVA-style 2-layer MLP projects the encoder width E to D first, so that everything after it works in the
   LLM's embedding space, as LinVT does after an image-LLM's projector;
-- selection and pooling act on the refiner's *output* tokens, so the refiner trains in every variant; the
-  hard top-k score head gets no gradient (the paper's point about hard selection);
-- the TTA keys carry a learned embedding of their pooling scale (LinVT's scale-specific queries); values don't,
-  so the linearity principle holds: ``tokens == details["token_weights"] @ refined_tokens``.
+- the refiner's *output* decides every weight (selection scores, DMTP gate, TTA keys), and the weights are
+  applied to the refiner's *input* tokens (the projector's output). That is the linearity principle as the paper
+  states it — "the output of each module is a linear combination of part of its input". (An earlier version
+  averaged the refined, LayerNorm-ed tokens; on the chapter's oracle features it passed no measurable image
+  information to the LLM in 200 steps, one seed.) ``tokens == details["token_weights"] @ details["inputs"]``;
+- the hard top-k score head gets no gradient (the paper's point about hard selection);
+- the TTA keys carry a learned embedding of their pooling scale (LinVT's scale-specific queries); values don't.
 """
 from __future__ import annotations
 
@@ -214,8 +217,10 @@ class Mu2Tokenizer(VisualTokenizer):
     :mod:`rrg_lite.tokenizers`; ``return_details=True`` also returns a dict with
 
     - ``token_weights`` (B, Q, T·N): how much each input token position contributes to each output token
-      (aggregation weights × pooling × selection; since every step is linear, ``tokens = token_weights @ V``),
-    - ``refined`` (B, T·N, D): the refiner's output V, ``aggregation`` (B, Q, M): the TTA's last weights,
+      (aggregation weights × pooling × selection; since every step is linear, ``tokens = token_weights @ X``),
+    - ``inputs`` (B, T·N, D): the projected input tokens X, so that ``tokens == token_weights @ inputs``,
+    - ``refined`` (B, T·N, D): the refiner's output V (it sets the weights), ``aggregation`` (B, Q, M): the TTA's
+      last weights,
     - ``selection``: ``index`` (B, k) of hard top-k, or ``alpha`` (B, k, T·N) of DTS,
     - ``scale_weights`` (B, S): the DMTP weights (ones for fixed pooling).
     """
@@ -265,34 +270,40 @@ class Mu2Tokenizer(VisualTokenizer):
     def _run(self, features, question_embeds, question_mask, details: bool):
         c = self.config
         B, T, N, _ = features.shape
-        v = self.projector(features)
+        x = self.projector(features)  # the visual tokens in the LLM's space: the values of every later step
         if c.rpe:
-            v = self.refiner(v, list(self.spatial_bias), list(self.temporal_bias))
+            v = self.refiner(x, list(self.spatial_bias), list(self.temporal_bias))
         else:
-            v = self.refiner(self.position(v))
-        v_flat = v.reshape(B, T * N, c.dim)
+            v = self.refiner(self.position(x))
+        v_flat, x_flat = v.reshape(B, T * N, c.dim), x.reshape(B, T * N, c.dim)
 
-        # token selection: hard top-k (LinVT) or k soft tokens (DTS)
+        # token selection: hard top-k (LinVT) or k soft tokens (DTS). The refined tokens choose; the same
+        # selection is applied to the input tokens (linearity principle: the output combines the input).
         if c.dts:
-            top, alpha = self.selection(v_flat)
+            top_refined, alpha = self.selection(v_flat)
+            top = alpha @ x_flat
             selection = {"alpha": alpha}
         else:
-            top, index = hard_topk_select(v_flat, self.score(v_flat).squeeze(-1), c.k)
+            top_refined, index = hard_topk_select(v_flat, self.score(v_flat).squeeze(-1), c.k)
+            top = x_flat.gather(1, index[..., None].expand(-1, -1, c.dim))
             selection = {"index": index}
 
-        # multi-scale pooling: fixed (LinVT) or dynamic (DMTP)
+        # multi-scale pooling: fixed (LinVT) or dynamic (DMTP); the DMTP gate reads the refined tokens
         if c.dmtp:
-            pooled, scale_weights = self.pooling(top)
+            pooled_refined, scale_weights = self.pooling(top_refined)
         else:
-            pooled = fixed_multiscale_pool(top, c.pool_kernels)
+            pooled_refined = fixed_multiscale_pool(top_refined, c.pool_kernels)
             scale_weights = torch.ones(B, len(c.pool_kernels), dtype=top.dtype, device=top.device)
+        pooled = self._pool_matrix(top.shape[1], scale_weights) @ top  # the same pooling, on the input tokens
         sizes = [-(-top.shape[1] // s) for s in c.pool_kernels]
         key_bias = torch.repeat_interleave(self.scale_embedding, torch.tensor(sizes, device=top.device), dim=0)
 
-        tokens, agg = self.aggregation(pooled, question_embeds, question_mask, key_bias.expand(B, -1, -1))
+        tokens, agg = self.aggregation(pooled_refined, question_embeds, question_mask, key_bias.expand(B, -1, -1),
+                                       values=pooled)
         if not details:
             return tokens
         info = {
+            "inputs": x_flat,
             "refined": v_flat,
             "aggregation": agg,
             "selection": selection,

@@ -16,12 +16,15 @@ write that body part's findings. Pipeline, shared by every variant so that only 
    :mod:`rrg_lite.metrics`, plus the teacher-forced test loss from :func:`test_loss`).
 6. **Summary** — :func:`summarize` (mean over seeds with a 95 % t-interval) and :func:`paper_table`.
 
-A "no image" control (:data:`NO_IMAGE`) trains the full μ² model on all-zero features: what the question alone
-buys, so that every variant's gain from the image can be read off.
+Controls. :func:`wrong_image` scores a trained model with another study's features: the difference in test NLL
+("image gain") is what *this* image is worth to the model. :func:`oracle_frame_features` replaces the encoder by
+the world's per-frame finding labels, so that the tokenizers can be compared on features that hold the answer
+(:func:`prepare_world` returns both feature sets). A "no image" variant (:data:`NO_IMAGE`) trains the full μ²
+model on all-zero features: what the question alone buys.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -34,6 +37,8 @@ __all__ = [
     "QUESTION_TEMPLATES",
     "ct_to_frames",
     "frame_finding_labels",
+    "oracle_frame_features",
+    "wrong_image",
     "body_part_samples",
     "positive_findings",
     "NORMAL_ANSWER",
@@ -140,6 +145,41 @@ def frame_finding_labels(lesion_map: np.ndarray, findings, kinds, slices_per_fra
             if t < num_frames:
                 out[t, index[f.kind]] = 1.0
     return out
+
+
+def oracle_frame_features(frame_labels: np.ndarray, tokens_per_frame: int, width: int) -> torch.Tensor:
+    """A perfect frame encoder: (T, L) finding-kind labels → (T, N, E) features.
+
+    Every token of frame t carries the frame's label vector in its first L channels (the rest are zero). The
+    chapter trains the same tokenizers on these to ask whether they can pass image information to the LLM when
+    the encoder is known to see everything — separating an encoder failure from a tokenizer failure.
+    """
+    labels = torch.as_tensor(np.asarray(frame_labels, dtype=np.float32))
+    if labels.ndim != 2:
+        raise ValueError(f"frame labels must be (T, L), got shape {tuple(labels.shape)}")
+    T, L = labels.shape
+    if L > width:
+        raise ValueError(f"{L} finding kinds do not fit in features of width {width}")
+    out = torch.zeros(T, tokens_per_frame, width)
+    out[..., :L] = labels[:, None, :]
+    return out
+
+
+def wrong_image(samples: list[QASample]) -> list[QASample]:
+    """The same questions with another study's features (study i gets study i+1's, in order of appearance).
+
+    The control for "does the answer use *this* image?": a model that ignores the image scores the same.
+    """
+    from dataclasses import replace
+
+    studies = list(dict.fromkeys(s.study_id for s in samples))
+    if len(studies) < 2:
+        raise ValueError("wrong_image needs samples from at least two studies")
+    feats = {}
+    for s in samples:
+        feats.setdefault(s.study_id, s.features)
+    donor = {sid: studies[(i + 1) % len(studies)] for i, sid in enumerate(studies)}
+    return [replace(s, features=feats[donor[s.study_id]]) for s in samples]
 
 
 NORMAL_ANSWER = "No abnormality is seen in the {part}."
@@ -420,8 +460,9 @@ def run_ablation(cfg, text_tokenizer, train_samples: list[QASample], test_sample
                  variants=None, seeds=None, keep_models: bool = True):
     """Train and score every (variant, seed): the chapter's Table 2.
 
-    Returns ``(rows, predictions, models)``: ``rows`` = one dict per run (variant, seed, test NLL, BLEU-4,
-    ROUGE-1, METEOR if ``cfg.use_meteor`` and Java is there, train seconds), ``predictions[(variant, seed)]`` the
+    Returns ``(rows, predictions, models)``: ``rows`` = one dict per run (variant, seed, test NLL, the test NLL
+    with another study's image (:func:`wrong_image`) and the difference ``image gain`` — nats per token that
+    *this* image is worth — BLEU-4, ROUGE-1, METEOR if ``cfg.use_meteor`` and Java is there, train seconds), ``predictions[(variant, seed)]`` the
     generated answers, ``models[(variant, seed)]`` the trained MLLMs (if ``keep_models``).
     METEOR is computed in one Java call for all runs (per-report scores averaged per run).
     """
@@ -432,15 +473,17 @@ def run_ablation(cfg, text_tokenizer, train_samples: list[QASample], test_sample
     variants = list(variants or cfg.variants)
     seeds = list(seeds if seeds is not None else cfg.seeds)
     refs = [s.answer for s in test_samples]
+    wrong_test = wrong_image(test_samples)
     rows, predictions, models = [], {}, {}
     warm = {seed: warm_up_lm(cfg, text_tokenizer, train_samples, seed) for seed in seeds}
     for variant, seed in tqdm([(v, s) for v in variants for s in seeds], desc="ablation"):
         blank = variant == NO_IMAGE
         mllm, result = train_variant(cfg, variant, seed, text_tokenizer, train_samples, lm_state=warm[seed])
         preds = generate_answers(mllm, test_samples, cfg.eval_batch_size, cfg.max_new_tokens, blank_image=blank)
-        row = {"variant": variant, "seed": seed,
-               "test NLL": float(test_loss(mllm, test_samples, cfg.eval_batch_size, blank_image=blank).mean()),
-               **score_answers(preds, refs), "train s": result.seconds}
+        nll = float(test_loss(mllm, test_samples, cfg.eval_batch_size, blank_image=blank).mean())
+        nll_wrong = float(test_loss(mllm, wrong_test, cfg.eval_batch_size, blank_image=blank).mean())
+        row = {"variant": variant, "seed": seed, "test NLL": nll, "test NLL (wrong image)": nll_wrong,
+               "image gain": nll_wrong - nll, **score_answers(preds, refs), "train s": result.seconds}
         rows.append(row)
         predictions[(variant, seed)] = preds
         if keep_models:
@@ -473,13 +516,14 @@ def build_frame_encoder(cfg, train_frames=None, train_labels=None, seed: int = 0
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             encoder = vit3d(img_size=(cfg.slices_per_frame, cfg.ct_size, cfg.ct_size),
-                            patch_size=tuple(cfg.patch_size), embed_dim=cfg.encoder_width, depth=2, heads=4)
+                            patch_size=tuple(cfg.patch_size), embed_dim=cfg.encoder_width, depth=2, heads=4,
+                            patch_embed=cfg.patch_embed, stem_cell=tuple(cfg.stem_cell), stem_width=cfg.stem_width)
         if cfg.encoder_pretrain_steps and train_frames is not None:
             x = torch.as_tensor(np.concatenate(list(train_frames)))[:, None]
             y = torch.as_tensor(np.concatenate(list(train_labels)))
             pretrain_on_labels(encoder, x, y, TrainConfig(
                 lr=cfg.encoder_pretrain_lr, batch_size=32, max_steps=cfg.encoder_pretrain_steps, warmup_steps=10,
-                seed=seed, progress=False, desc="encoder"))
+                seed=seed, progress=False, desc="encoder"), pool=cfg.probe_pool)
     elif cfg.encoder == "vit3d-m3d-clip":
         from rrg_lite.encoders.pretrained import m3d_clip_vit
 
@@ -503,6 +547,8 @@ class WorldData:
     test_features: list[torch.Tensor]
     encoder: torch.nn.Module
     skipped: list[str]
+    oracle_train: list[QASample] = field(default_factory=list)  # the same questions, oracle features
+    oracle_test: list[QASample] = field(default_factory=list)
 
 
 def prepare_world(cfg, seed: int = 0) -> WorldData:
@@ -533,18 +579,24 @@ def prepare_world(cfg, seed: int = 0) -> WorldData:
         cfg, [frames_of(s) for s in first],
         [frame_finding_labels(s.lesion_map, s.findings, kinds, K, T) for s in first], seed=seed)
     train, test, test_studies, test_features, skipped = [], [], [], [], []
-    batch = []
+    oracle_train, oracle_test, batch = [], [], []
 
     def flush():
         feats = encode_frames(encoder, [frames_of(s) for s in batch])
-        samples, skip = body_part_samples(batch, feats, seed=seed + len(train) + len(test), answers=cfg.answers)
+        oracle = [oracle_frame_features(frame_finding_labels(s.lesion_map, s.findings, kinds, K, T), f.shape[1],
+                                        f.shape[2]) for s, f in zip(batch, feats)]
+        qseed = seed + len(train) + len(test)
+        samples, skip = body_part_samples(batch, feats, seed=qseed, answers=cfg.answers)
+        oracle_samples, _ = body_part_samples(batch, oracle, seed=qseed, answers=cfg.answers)
         skipped.extend(skip)
         for s, f in zip(batch, feats):
             if int(s.study_id.split("_")[-1]) >= cfg.n_train:
                 test_studies.append(s)
                 test_features.append(f)
-        for q in samples:
-            (test if int(q.study_id.split("_")[-1]) >= cfg.n_train else train).append(q)
+        for q, o in zip(samples, oracle_samples):
+            is_test = int(q.study_id.split("_")[-1]) >= cfg.n_train
+            (test if is_test else train).append(q)
+            (oracle_test if is_test else oracle_train).append(o)
         batch.clear()
 
     for study in tqdm(_chain(first, stream), total=n_total, desc="world → features"):
@@ -553,7 +605,7 @@ def prepare_world(cfg, seed: int = 0) -> WorldData:
             flush()
     if batch:
         flush()
-    return WorldData(train, test, test_studies, test_features, encoder, skipped)
+    return WorldData(train, test, test_studies, test_features, encoder, skipped, oracle_train, oracle_test)
 
 
 def _chain(first, rest):

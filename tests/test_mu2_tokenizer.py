@@ -123,3 +123,16 @@ def test_full_scale_and_paper_numbers_are_the_papers():
     assert (c.in_dim, c.dim, c.pool_kernels) == (768, 2048, (1, 2, 4))
     assert set(ABLATION_VARIANTS) <= set(PAPER_TABLE2)
     assert PAPER_TABLE2["+DTS"]["GREEN"] == 0.299 and PAPER_TABLE2["Baseline"]["GREEN"] == 0.204
+
+
+def test_the_question_matters_at_any_embedding_scale():
+    # LLM input embeddings are small (std ~0.02 at init); the aggregation normalises the question first, so a
+    # question steers the tokens as much at that scale as at scale 1
+    torch.manual_seed(0)
+    tok = Mu2Tokenizer(TINY).eval()
+    feats, question, mask = _inputs()
+    with torch.no_grad():
+        a, b = tok(feats, question, mask), tok(feats, 0.02 * question, mask)
+        other = tok(feats, torch.randn_like(question), mask)
+    assert torch.allclose(a, b, atol=1e-6)
+    assert not torch.allclose(a, other, atol=1e-7)  # (the effect is small at init: the last weights start uniform)

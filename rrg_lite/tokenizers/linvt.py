@@ -202,6 +202,8 @@ class AggregationLayer(nn.Module):
         self.norm_q, self.self_attn = nn.LayerNorm(dim), Attention(dim, num_heads)
         self.norm_v, self.visual_attn = nn.LayerNorm(dim), Attention(dim, num_heads)
         self.norm_t, self.text_attn = nn.LayerNorm(dim), Attention(dim, num_heads)
+        # the question is the LLM's input embeddings, often tiny (std ~0.02 at init): normalise it as a context
+        self.norm_question = nn.LayerNorm(dim)
         self.norm_f, self.mlp = nn.LayerNorm(dim), FeedForward(dim, mlp_ratio)
 
     def forward(self, q, visual, question=None, question_mask=None):
@@ -212,7 +214,7 @@ class AggregationLayer(nn.Module):
             if mask is not None:
                 has_text = mask.any(dim=1)  # a sample with an empty question gets no text update
                 mask = mask | ~has_text[:, None]
-            update = self.text_attn(self.norm_t(q), question, key_mask=mask)
+            update = self.text_attn(self.norm_t(q), self.norm_question(question), key_mask=mask)
             if question_mask is not None:
                 update = update * has_text[:, None, None].to(update.dtype)
             q = q + update

@@ -110,6 +110,14 @@ def test_one_tiny_run_trains_and_answers():
     model, result = train_variant(cfg, "μ² (SFT)", 0, tok, samples)
     assert result.global_step == 3
     assert test_loss(model, samples).shape == (4,)
+    from rrg_lite.tokenizers.mu2_ablation import image_gain
+    gain = image_gain(model, samples)
+    assert gain.shape == (4,) and np.abs(gain).max() > 0  # other features, other likelihoods
+    same = [QASample(s.study_id, s.question, s.answer, s.part, samples[0].features, 40) for s in samples]
+    assert np.allclose(image_gain(model, same), 0.0, atol=1e-6)  # every study has the same image: no gain
+    from rrg_lite.tokenizers.mu2_ablation import image_gain_interval
+    ci = image_gain_interval([model, model], samples)
+    assert ci["n"] == 4 and ci["lo"] < ci["gain"] < ci["hi"] and ci["gain"] == pytest.approx(gain.mean(), abs=1e-6)
     assert len(generate_answers(model, samples[:2], max_new_tokens=3)) == 2
     det = question_token_weights(model, samples[0].features, samples[0].question)
     assert det["token_weights"].shape == (1, 4, cfg.num_frames * tokens_per_frame(cfg))

@@ -52,6 +52,8 @@ __all__ = [
     "warm_up_lm",
     "train_variant",
     "test_loss",
+    "image_gain",
+    "image_gain_interval",
     "generate_answers",
     "score_answers",
     "question_token_weights",
@@ -362,6 +364,27 @@ def test_loss(mllm, samples: list[QASample], batch_size: int = 64, blank_image: 
                                     features=batch["features"], average=True)
         out.append(-lp)
     return torch.cat(out).numpy()
+
+
+def image_gain(mllm, samples: list[QASample], batch_size: int = 64) -> np.ndarray:
+    """Per question: test NLL with another study's image (:func:`wrong_image`) minus with its own, (n,).
+
+    Positive = the model's answer is likelier with *this* image; a model that ignores the image gets zeros.
+    """
+    return test_loss(mllm, wrong_image(samples), batch_size) - test_loss(mllm, samples, batch_size)
+
+
+def image_gain_interval(models, samples: list[QASample], confidence: float = 0.95) -> dict:
+    """Image gain of several trained models (e.g. one per seed) with a t-interval over the *questions*.
+
+    Each question's gain is averaged over the models, so the n questions are the independent units.
+    Returns ``{"gain", "lo", "hi", "n"}`` in nats per answer token.
+    """
+    from scipy import stats
+
+    g = np.mean([image_gain(m, samples) for m in models], axis=0)
+    half = stats.t.ppf(0.5 + confidence / 2, len(g) - 1) * g.std(ddof=1) / np.sqrt(len(g))
+    return {"gain": float(g.mean()), "lo": float(g.mean() - half), "hi": float(g.mean() + half), "n": len(g)}
 
 
 @torch.no_grad()

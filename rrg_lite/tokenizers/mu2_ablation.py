@@ -24,7 +24,7 @@ model on all-zero features: what the question alone buys.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -172,8 +172,6 @@ def wrong_image(samples: list[QASample]) -> list[QASample]:
 
     The control for "does the answer use *this* image?": a model that ignores the image scores the same.
     """
-    from dataclasses import replace
-
     studies = list(dict.fromkeys(s.study_id for s in samples))
     if len(studies) < 2:
         raise ValueError("wrong_image needs samples from at least two studies")
@@ -483,10 +481,13 @@ def run_ablation(cfg, text_tokenizer, train_samples: list[QASample], test_sample
                  variants=None, seeds=None, keep_models: bool = True):
     """Train and score every (variant, seed): the chapter's Table 2.
 
-    Returns ``(rows, predictions, models)``: ``rows`` = one dict per run (variant, seed, test NLL, the test NLL
-    with another study's image (:func:`wrong_image`) and the difference ``image gain`` — nats per token that
-    *this* image is worth — BLEU-4, ROUGE-1, METEOR if ``cfg.use_meteor`` and Java is there, train seconds), ``predictions[(variant, seed)]`` the
-    generated answers, ``models[(variant, seed)]`` the trained MLLMs (if ``keep_models``).
+    Returns ``(rows, predictions, models)``:
+
+    - ``rows``: one dict per run — variant, seed, test NLL, the test NLL with another study's image
+      (:func:`wrong_image`) and their difference ``image gain`` (nats per token that *this* image is worth),
+      BLEU-4, ROUGE-1, METEOR if ``cfg.use_meteor`` and Java is there, train seconds;
+    - ``predictions[(variant, seed)]``: the generated answers;
+    - ``models[(variant, seed)]``: the trained MLLMs (if ``keep_models``).
     METEOR is computed in one Java call for all runs (per-report scores averaged per run).
     """
     from tqdm.auto import tqdm
@@ -606,20 +607,18 @@ def prepare_world(cfg, seed: int = 0) -> WorldData:
 
     def flush():
         feats = encode_frames(encoder, [frames_of(s) for s in batch])
-        oracle = [oracle_frame_features(frame_finding_labels(s.lesion_map, s.findings, kinds, K, T), f.shape[1],
-                                        f.shape[2]) for s, f in zip(batch, feats)]
-        qseed = seed + len(train) + len(test)
-        samples, skip = body_part_samples(batch, feats, seed=qseed, answers=cfg.answers)
-        oracle_samples, _ = body_part_samples(batch, oracle, seed=qseed, answers=cfg.answers)
+        oracle = {s.study_id: oracle_frame_features(frame_finding_labels(s.lesion_map, s.findings, kinds, K, T),
+                                                    f.shape[1], f.shape[2]) for s, f in zip(batch, feats)}
+        samples, skip = body_part_samples(batch, feats, seed=seed + len(train) + len(test), answers=cfg.answers)
         skipped.extend(skip)
         for s, f in zip(batch, feats):
             if int(s.study_id.split("_")[-1]) >= cfg.n_train:
                 test_studies.append(s)
                 test_features.append(f)
-        for q, o in zip(samples, oracle_samples):
+        for q in samples:
             is_test = int(q.study_id.split("_")[-1]) >= cfg.n_train
             (test if is_test else train).append(q)
-            (oracle_test if is_test else oracle_train).append(o)
+            (oracle_test if is_test else oracle_train).append(replace(q, features=oracle[q.study_id]))
         batch.clear()
 
     for study in tqdm(_chain(first, stream), total=n_total, desc="world → features"):

@@ -20,10 +20,13 @@ help:
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# Compiled packages come from wheels only: with source builds allowed, pip's resolver tries (and compiles) old
+# spaCy/thinc/pandas releases for minutes while it backtracks through medspaCy's spaCy<3.8 pin.
+WHEELS_ONLY := numpy,pandas,scipy,torch,spacy,thinc,blis,cymem,preshed,murmurhash,srsly
 # Re-install only when the dependency list changes.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=23"
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,book,full]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --only-binary $(WHEELS_ONLY) -e '.[test,book,full]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $@
 
@@ -39,21 +42,34 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-# The notebook tests execute every chapter once and put the executed notebooks into the book's execution cache,
-# so the book build after them does not run the chapters a second time.
+# Notebook tests N at a time (pytest-xdist; each kernel then gets CPUs/N threads): make test NOTEBOOK_WORKERS=2.
+# Off by default: see book/running.md, "How CI runs the chapters".
+NOTEBOOK_WORKERS ?= 1
+PYTEST := $(BIN)/python -m pytest
+XDIST  := $(if $(filter-out 1,$(NOTEBOOK_WORKERS)),-n $(NOTEBOOK_WORKERS) --dist worksteal,)
+
+# pytest exits 5 when a selection collects no tests. Here that means a stage vanished (a renamed marker, a deleted
+# file), so it fails the target like any other error, with a line saying why.
+define pytest_stage
+	$(PYTEST) $(1) || { rc=$$?; [ $$rc -ne 5 ] || echo "make: 'pytest $(1)' collected no tests (exit 5)" >&2; exit $$rc; }
+endef
+
+# The notebook tests execute every chapter once, each within its time budget (tests/test_notebooks.py), and put the
+# executed notebooks into the book's execution cache, so the book build after them does not run the chapters again.
 test: install browser
-	$(BIN)/python -m pytest -m "not rendered"
+	$(call pytest_stage,-m "not rendered and not notebook")
+	$(call pytest_stage,-m notebook --durations=20 $(XDIST))
 	$(JB)
-	$(BIN)/python -m pytest -m rendered
+	$(call pytest_stage,-m rendered)
 
 unit: install
-	$(BIN)/python -m pytest -m "not rendered and not notebook"
+	$(call pytest_stage,-m "not rendered and not notebook")
 
 notebooks: install
-	$(BIN)/python -m pytest -m notebook
+	$(call pytest_stage,-m notebook --durations=20 $(XDIST))
 
 rendered: install browser
-	$(BIN)/python -m pytest -m rendered
+	$(call pytest_stage,-m rendered)
 
 clean:
 	rm -rf _build .pytest_cache

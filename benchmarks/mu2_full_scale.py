@@ -3,11 +3,11 @@
     python benchmarks/mu2_full_scale.py --scale full --device cuda --out mu2_full_scale.json   # needs ~30 GB GPU
     python benchmarks/mu2_full_scale.py --scale tiny                                          # seconds on a CPU
 
-``full`` is chapter 5's full profile: M3D-CLIP's 3-D ViT (MONAI, 12 layers, width 768, patches 4×16×16) on
-8 frames of 32×256×256, the μ² tokenizer of :data:`rrg_lite.tokenizers.mu2.FULL_SCALE` (4 + 4 layers, 8 heads,
+``full`` is chapter 6's full profile: M3D-CLIP's 3-D ViT (MONAI, 12 layers, width 768, patches 4×16×16) on
+8 frames of 32×256×256, the μ² tokenizer of :data:`rrg_lite.systems.mu2.tokenizer.FULL_SCALE` (4 + 4 layers, 8 heads,
 k = 1024, 1024 queries, width 2048) and a language model with Llama-3.2-1B-Instruct's shape (16 layers, hidden
 2048, 32 heads, 8 KV heads, MLP 8192, vocabulary 128 256). All weights are *random*: nothing is downloaded, so
-the numbers are about cost, not quality. With real weights, pass ``llm`` / ``encoder_checkpoint`` to the chapter.
+the numbers are about cost, not quality. With real weights, pass ``llm`` / ``encoder_weights`` to the chapter.
 
 Measured: the frozen encoder's forward per volume, the tokenizer's forward + backward (LinVT and μ²), and full
 SFT steps of tokenizer + LM in bf16 with AdamW on one repeated batch (the loss must fall), with peak memory.
@@ -63,7 +63,7 @@ def run(scale: str = "tiny", device: str = "cpu", dtype: str = "bfloat16", steps
     from rrg_lite.mllm.model import MultimodalLM
     from rrg_lite.mllm.prompt import MLLMCollator
     from rrg_lite.mllm.text import build_word_tokenizer
-    from rrg_lite.tokenizers.mu2 import FULL_SCALE, Mu2Tokenizer
+    from rrg_lite.systems.mu2.tokenizer import FULL_SCALE, Mu2Tokenizer
 
     s = SCALES[scale]
     dev, dt = torch.device(device), getattr(torch, dtype)

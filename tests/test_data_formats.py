@@ -1,4 +1,5 @@
 """Writers and readers: the world's files in the real layouts, read back; stand-ins of real files; bad input."""
+import copy
 import gzip
 import hashlib
 import shutil
@@ -157,7 +158,7 @@ def _dicom_series(folder: Path, n: int = 4, shuffle=True):
     order = [2, 0, 3, 1] if shuffle and n == 4 else list(range(n))
     arrays = []
     for k in range(n):
-        ds = src.copy()
+        ds = copy.deepcopy(src)   # Dataset.copy() is shallow: edits would leak into src and the next slice
         pix = (src.pixel_array.astype(np.int16) + 10 * k).astype(src.pixel_array.dtype)
         ds.PixelData = pix.tobytes()
         pos = list(map(float, src.ImagePositionPatient))

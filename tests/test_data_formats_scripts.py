@@ -1,4 +1,5 @@
 """data_scripts/: conversions of the real layouts (here small stand-ins) into manifests; PET DICOM → SUV by hand."""
+import copy
 import importlib.util
 import json
 import sys
@@ -54,7 +55,7 @@ def _pet_series(folder: Path, n=3, weight=70.0, dose=370e6, half_life=6586.2, sl
     folder.mkdir(parents=True)
     raw = []
     for k in range(n):
-        ds = src.copy()
+        ds = copy.deepcopy(src)   # Dataset.copy() is shallow: edits would leak into src and the next slice
         ds.Modality = "PT"
         ds.Units = "BQML"
         ds.PatientWeight = weight
@@ -122,7 +123,7 @@ def _ct_series(folder: Path, n=3):
     src = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
     folder.mkdir(parents=True)
     for k in range(n):
-        ds = src.copy()
+        ds = copy.deepcopy(src)   # Dataset.copy() is shallow: edits would leak into src and the next slice
         pos = list(map(float, src.ImagePositionPatient))
         pos[2] += 4.0 * k
         ds.ImagePositionPatient = pos

@@ -65,3 +65,19 @@ def test_probe_learns_a_visible_label():
     assert res.global_step == 60
     auc = probe_auc(probe, x[64:], labels[64:])
     assert auc.min() > 0.9
+
+
+def test_voxel_max_stem_keeps_a_one_voxel_spot():
+    from rrg_lite.encoders.vit import VoxelMaxStem, vit2d
+
+    stem = VoxelMaxStem(3, 2, patch_size=(4, 8, 8), width=8, embed_dim=6)
+    assert stem(torch.randn(2, 2, 8, 16, 16)).shape == (2, 2 * 2 * 2, 6)
+    # the first stage is a max/min over 2-voxel cells: a single bright voxel reaches it undiluted
+    x = torch.zeros(1, 2, 8, 16, 16)
+    x[0, 0, 3, 5, 9] = 7.0
+    pooled = torch.cat([torch.nn.functional.max_pool3d(x, 2), -torch.nn.functional.max_pool3d(-x, 2)], 1)
+    assert pooled.max().item() == 7.0
+    enc = vit2d(img_size=(32, 32), patch_size=16, embed_dim=8, heads=2, patch_embed="voxel_max", stem_width=8)
+    assert enc(torch.randn(3, 1, 32, 32)).shape == (3, 4, 8)
+    with pytest.raises(ValueError, match="divisible by 4"):
+        vit2d(img_size=(30, 30), patch_size=6, patch_embed="voxel_max")

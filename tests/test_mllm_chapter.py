@@ -1,11 +1,11 @@
-"""Chapter 4's helpers end to end on a tiny world: encoder from a profile, stages, generation, the wrong-image control."""
+"""Chapter 5's helpers end to end on a tiny world: encoder from a profile, stages, generation, the wrong-image control."""
 import copy
 
 import pytest
 import torch
 
 from rrg_lite.encoders.pretrain import extract_features, train_label_probe
-from rrg_lite.mllm.llava_ct import (IMAGE_PROMPT, TEXT_PROMPT, build_encoder, build_language_model, derangement,
+from rrg_lite.systems.llava_ct.recipe import (IMAGE_PROMPT, TEXT_PROMPT, build_encoder, build_language_model, derangement,
                                     make_ct_report_data, report_examples, resolve_weights, train_stage)
 from rrg_lite.mllm.model import MultimodalLM
 from rrg_lite.mllm.prompt import MLLMCollator
@@ -35,7 +35,7 @@ def test_chapter_pipeline_on_a_tiny_world():
     torch.manual_seed(0)
     shape = (8, 32, 32)
     cfg = load_profile("mllm", "cpu", volume_shape=list(shape), patch_size=[4, 16, 16], stem_cell=[2, 4, 4],
-                       encoder_dim=16, llm_hidden=32, llm_layers=1, n_train=6, n_test=2)
+                       encoder_width=16, llm_hidden=32, llm_layers=1, n_train=6, n_test=2)
     data = make_ct_report_data(cfg.n_train, cfg.n_test, seed=0, shape=shape, progress=False,
                                windows=cfg.windows).standardize(inplace=True)
     enc = build_encoder(cfg, seed=0)

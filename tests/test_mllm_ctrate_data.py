@@ -1,9 +1,9 @@
-"""Chapter 4's data paths: the world in memory and a CT-RATE-layout folder written by the world give the same data."""
+"""Chapter 5's data paths: the world in memory and a CT-RATE-layout folder written by the world give the same data."""
 import numpy as np
 import pytest
 import torch
 
-from rrg_lite.mllm.llava_ct import (VolumeFiles, load_ct_report_data, load_ctrate_report_data, make_ct_report_data,
+from rrg_lite.systems.llava_ct.recipe import (VolumeFiles, load_ct_report_data, load_ctrate_report_data, make_ct_report_data,
                                     preprocess_ct)
 from rrg_lite.profiles import load_profile
 from rrg_lite.world.config import WorldConfig

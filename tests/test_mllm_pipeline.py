@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from rrg_lite.encoders.vit import vit3d
-from rrg_lite.mllm.llava_ct import preprocess_ct
+from rrg_lite.systems.llava_ct.recipe import preprocess_ct
 from rrg_lite.mllm.lm import tiny_llama
 from rrg_lite.mllm.model import MultimodalLM
 from rrg_lite.mllm.prompt import MLLMCollator

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from rrg_lite.tokenizers.mu2_ablation import (
+from rrg_lite.systems.mu2.ablation import (
     NO_IMAGE,
     NORMAL_ANSWER,
     QASample,
@@ -98,7 +98,7 @@ def test_profile_tokenizer_matches_the_profile():
 def test_one_tiny_run_trains_and_answers():
     from rrg_lite.mllm.text import build_word_tokenizer
     from rrg_lite.profiles import load_profile
-    from rrg_lite.tokenizers.mu2_ablation import generate_answers, question_token_weights, test_loss, train_variant
+    from rrg_lite.systems.mu2.ablation import generate_answers, question_token_weights, test_loss, train_variant
 
     cfg = load_profile("mu2", "cpu", steps=3, batch_size=4, llm_hidden=32, k=8, num_queries=4,
                        refiner_layers=1, aggregation_layers=1)
@@ -110,12 +110,12 @@ def test_one_tiny_run_trains_and_answers():
     model, result = train_variant(cfg, "μ² (SFT)", 0, tok, samples)
     assert result.global_step == 3
     assert test_loss(model, samples).shape == (4,)
-    from rrg_lite.tokenizers.mu2_ablation import image_gain
+    from rrg_lite.systems.mu2.ablation import image_gain
     gain = image_gain(model, samples)
     assert gain.shape == (4,) and np.abs(gain).max() > 0  # other features, other likelihoods
     same = [QASample(s.study_id, s.question, s.answer, s.part, samples[0].features, 40) for s in samples]
     assert np.allclose(image_gain(model, same), 0.0, atol=1e-6)  # every study has the same image: no gain
-    from rrg_lite.tokenizers.mu2_ablation import image_gain_interval
+    from rrg_lite.systems.mu2.ablation import image_gain_interval
     ci = image_gain_interval([model, model], samples)
     assert ci["n"] == 4 and ci["lo"] < ci["gain"] < ci["hi"] and ci["gain"] == pytest.approx(gain.mean(), abs=1e-6)
     assert len(generate_answers(model, samples[:2], max_new_tokens=3)) == 2
@@ -126,7 +126,7 @@ def test_one_tiny_run_trains_and_answers():
 @pytest.mark.slow
 def test_prepare_world_splits_studies_and_keeps_test_volumes():
     from rrg_lite.profiles import load_profile
-    from rrg_lite.tokenizers.mu2_ablation import prepare_world
+    from rrg_lite.systems.mu2.ablation import prepare_world
 
     cfg = load_profile("mu2", "cpu", n_train=4, n_test=2, encoder_pretrain_studies=2, encoder_pretrain_steps=2)
     w = prepare_world(cfg)
@@ -138,7 +138,7 @@ def test_prepare_world_splits_studies_and_keeps_test_volumes():
     # the oracle samples are the same questions, with the frames' finding labels as features
     assert [(o.study_id, o.question, o.answer) for o in w.oracle_test] == \
            [(s.study_id, s.question, s.answer) for s in w.test]
-    from rrg_lite.tokenizers.mu2_ablation import frame_finding_labels
+    from rrg_lite.systems.mu2.ablation import frame_finding_labels
     from rrg_lite.world.findings import CT_KINDS
     study = w.test_studies[0]
     labels = frame_finding_labels(study.lesion_map, study.findings, list(CT_KINDS), cfg.slices_per_frame, cfg.num_frames)
@@ -151,7 +151,7 @@ def test_prepare_world_splits_studies_and_keeps_test_volumes():
 def test_prepare_manifest_reads_an_amosmm_folder(tmp_path):
     """The full-scale data path on a small AMOS-MM-format folder written by the world (tiny encoder, no weights)."""
     from rrg_lite.profiles import load_profile
-    from rrg_lite.tokenizers.mu2_ablation import prepare_manifest
+    from rrg_lite.systems.mu2.ablation import prepare_manifest
     from rrg_lite.world.ct import generate_ct_cohort
     from rrg_lite.world.writers import write_amosmm
 

@@ -1,8 +1,8 @@
 """The cost-vs-depth measurement: it measures something real and the LLM input length stays fixed."""
 import torch
 
-from rrg_lite.tokenizers.mu2 import Mu2Config, Mu2Tokenizer
-from rrg_lite.tokenizers.mu2_cost import cost_vs_depth, peak_cpu_memory_bytes
+from rrg_lite.systems.mu2.tokenizer import Mu2Config, Mu2Tokenizer
+from rrg_lite.systems.mu2.cost import cost_vs_depth, peak_cpu_memory_bytes
 
 TINY = Mu2Config(in_dim=8, dim=16, num_heads=2, refiner_layers=1, aggregation_layers=1, k=8, num_queries=4,
                  gate_hidden=8, max_frames=8, max_tokens=16, max_frame_distance=8, max_token_distance=16)

@@ -12,7 +12,7 @@ from rrg_lite.tokenizers.linvt import (
     hard_topk_select,
     pooling_matrix,
 )
-from rrg_lite.tokenizers.mu2 import (
+from rrg_lite.systems.mu2.tokenizer import (
     DynamicMultiScalePooling,
     RelativePositionBias,
     SoftTokenSelection,

@@ -1,4 +1,4 @@
-"""The GPU benchmark of chapter 5's full profile, run at its tiny scale on the CPU (same code path)."""
+"""The GPU benchmark of chapter 6's full profile, run at its tiny scale on the CPU (same code path)."""
 import importlib.util
 from pathlib import Path
 

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from rrg_lite.tokenizers.linvt import linvt_tokenizer
-from rrg_lite.tokenizers.mu2 import (
+from rrg_lite.systems.mu2.tokenizer import linvt_tokenizer
+from rrg_lite.systems.mu2.tokenizer import (
     ABLATION_VARIANTS,
     FULL_SCALE,
     PAPER_TABLE2,

@@ -34,3 +34,20 @@ def test_bad_parameters_fail_clearly(tmp_path, params, message):
         pm.execute_notebook(str(CHAPTER_1), str(tmp_path / "bad.ipynb"), parameters=params,
                             cwd=str(CHAPTER_1.parent), progress_bar=False, kernel_name="python3")
     assert message in str(err.value)
+
+
+CHAPTER_MU2 = ROOT / "notebooks" / "06_mu2.ipynb"
+
+
+def test_full_profile_without_data_or_gpu_stops_in_its_first_cells(tmp_path):
+    """`-p profile full` with nothing there stops at check_profile (seconds), not minutes into the chapter."""
+    import time
+
+    t0 = time.perf_counter()
+    with pytest.raises(pm.PapermillExecutionError) as err:
+        pm.execute_notebook(str(CHAPTER_MU2), str(tmp_path / "full.ipynb"), parameters={"profile": "full"},
+                            cwd=str(CHAPTER_MU2.parent), progress_bar=False, kernel_name="python3")
+    assert "ProfileCheckError" in str(err.value) and "data_root is not set" in str(err.value)
+    # cells 1-2: parameters and papermill's injected parameters; 3: the one that loads and checks the profile
+    assert err.value.exec_count == 3 and "check_profile(cfg)" in err.value.source, err.value.exec_count
+    assert time.perf_counter() - t0 < 120

@@ -6,6 +6,7 @@ The first process is SIGKILLed once part of its calls are in its cache; a second
 """
 import json
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -63,13 +64,22 @@ def cli_args(records: Path, out: Path, url: str) -> list[str]:
             "--concurrency", "2", "--retries", "3", "--timeout", "10", "--backoff", "0.01"]
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_killed_pipeline_resumes_to_identical_output(tmp_path):
     records = make_records(16)
     write_jsonl(tmp_path / "records.jsonl", [{k: r[k] for k in ("study_id", "image", "report")} for r in records])
     standin = OfflineStandInLLM(records)
+    # One endpoint for all three servers: the endpoint is part of the cache key (and of the provenance it records),
+    # so the restarted run must talk to the same address to find its cached calls.
+    port = free_port()
 
     # Reference: one uninterrupted run, in-process, with its own cache.
-    with ChatCompletionServer(standin.chat, flaky) as server:
+    with ChatCompletionServer(standin.chat, flaky, port=port) as server:
         reasoning_main(cli_args(tmp_path / "records.jsonl", tmp_path / "ref", server.url))
         unique_calls = cache_rows(tmp_path / "ref" / "llm_cache.sqlite")
     reference = outputs(tmp_path / "ref")
@@ -78,7 +88,7 @@ def test_killed_pipeline_resumes_to_identical_output(tmp_path):
     # Run 1: a separate process, killed with SIGKILL once about a third of the calls are cached.
     out, cache = tmp_path / "resumed", tmp_path / "resumed" / "llm_cache.sqlite"
     cmd = [sys.executable, "-m", "rrg_lite.prompting.reasoning", *cli_args(tmp_path / "records.jsonl", out, "")]
-    with ChatCompletionServer(standin.chat, flaky, delay_s=0.01) as server:
+    with ChatCompletionServer(standin.chat, flaky, delay_s=0.01, port=port) as server:
         cmd[cmd.index("--base-url") + 1] = server.url
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
@@ -93,7 +103,7 @@ def test_killed_pipeline_resumes_to_identical_output(tmp_path):
     assert not (out / "reasoning.jsonl").exists()  # the final stage never ran
 
     # Run 2: restart; it must only ask what was not finished, and write the same files.
-    with ChatCompletionServer(standin.chat, flaky) as server:
+    with ChatCompletionServer(standin.chat, flaky, port=port) as server:
         subprocess.run([*cmd[:cmd.index("--base-url") + 1], server.url, *cmd[cmd.index("--base-url") + 2:]],
                        cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
         answered_ok = server.calls("ok")

@@ -78,11 +78,12 @@ def test_stop_and_resume_equals_uninterrupted(tmp_path, stop_at):
     full = Net()
     ref = train(full, Pairs(), TrainConfig(**BASE))
     first = train(Net(), Pairs(), TrainConfig(**BASE, output_dir=str(tmp_path), save_every=1, stop_after_steps=stop_at))
-    assert first.stopped_early and first.last_checkpoint.endswith(f"step_{stop_at}")
+    assert first.stopped_early and first.last_checkpoint.endswith(f"checkpoints/step_{stop_at}")
+    assert first.final_dir is None and not (tmp_path / "final").exists()  # an interrupted run has no final weights
     resumed_model = Net()
     torch.manual_seed(1234)  # a different global RNG state: the checkpoint must restore it
     resumed = train(resumed_model, Pairs(), TrainConfig(**BASE, output_dir=str(tmp_path), resume_from="latest"))
-    assert resumed.global_step == 7
+    assert resumed.global_step == 7 and resumed.resumed_from.endswith(f"step_{stop_at}")
     for (name, p), q in zip(full.named_parameters(), resumed_model.parameters()):
         assert torch.equal(p, q), name
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in ref.history]
@@ -91,12 +92,17 @@ def test_stop_and_resume_equals_uninterrupted(tmp_path, stop_at):
 def test_checkpoint_files_are_safetensors_and_checked(tmp_path):
     model = Net()
     train(model, Pairs(), TrainConfig(**BASE, output_dir=str(tmp_path)))
-    folder = tmp_path / "step_7"
-    assert sorted(p.name for p in folder.iterdir()) == ["model.safetensors", "optimizer.safetensors", "rng.safetensors", "state.json"]
-    other = Net()
-    load_model_weights(other, folder / "model.safetensors")
-    for p, q in zip(model.parameters(), other.parameters()):
-        assert torch.equal(p, q)
+    folder = tmp_path / "checkpoints" / "step_7"
+    assert sorted(p.name for p in folder.iterdir()) == ["complete.json", "model.safetensors", "optimizer.bin",
+                                                       "random_states_0.pkl", "trainer_state.json"]
+    assert sorted(p.name for p in (tmp_path / "final").iterdir()) == ["config.json", "model.safetensors"]
+    for weights in (folder / "model.safetensors", tmp_path / "final" / "model.safetensors"):
+        other = Net(dropout=0.0)
+        for p in other.parameters():
+            p.data.zero_()
+        load_model_weights(other, weights)
+        for p, q in zip(model.parameters(), other.parameters()):
+            assert torch.equal(p, q)
     wrong = nn.Linear(3, 3)
     save_model_weights(wrong, tmp_path / "wrong.safetensors")
     with pytest.raises(ValueError, match="do not belong"):

@@ -43,19 +43,37 @@ def dicom_volume_to_ras(vol: Volume) -> np.ndarray:
     return np.diag([-1.0, -1.0, 1.0, 1.0]) @ vol.affine
 
 
-def _rescale(array: np.ndarray, meta: dict, path: str) -> np.ndarray:
+def _has_own_scaling(vol: Volume) -> bool:
+    """True when the file itself carried a rescale that the reader already applied (DICOM always does)."""
+    return bool(vol.meta.get("scaled")) or vol.meta.get("format") == "dicom"
+
+
+def _rescale(array: np.ndarray, meta: dict, path: str, already_scaled: bool = False) -> np.ndarray:
     """Apply a rescale given by dataset metadata (e.g. CT-RATE's metadata CSV) when the file is not in HU yet.
 
-    A file that already holds HU has air near −1000; raw unsigned storage has no negative values. The rescale is
-    applied only in the second case, so the same reader is right for both CT-RATE releases.
+    The rescale is applied at most once, and only to raw storage:
+
+    - a file that carried its own scaling (NIfTI ``scl_slope``/``scl_inter``, DICOM ``RescaleSlope``/``Intercept``)
+      was already rescaled by its reader;
+    - raw (unsigned) storage has no negative values, while any HU volume has some (air −1000, fat −100), so an
+      array with a negative value is taken as HU already — also a cropped soft-tissue volume whose minimum is
+      −150, which an earlier "minimum below −200" rule rescaled a second time.
     """
     slope = meta.get("rescale_slope")
     intercept = meta.get("rescale_intercept")
     if slope is None and intercept is None:
         return array
-    if array.min() < -200:   # already HU
+    if already_scaled or array.size == 0 or array.min() < 0:   # already HU
         return array
     return array * float(1.0 if slope is None else slope) + float(0.0 if intercept is None else intercept)
+
+
+def _check_path(path) -> Path:
+    if path is None or not str(path).strip():
+        # Path("") is "." — without this check an empty manifest entry would read the current folder
+        raise ImageFileError("image path is empty (the manifest entry has no file for this image; it was probably "
+                             "converted with --no-image-check): convert again with the image files present")
+    return Path(path)
 
 
 def load_volume(ref: ImageRef | str, meta: dict | None = None) -> tuple[np.ndarray, tuple[float, float, float]]:
@@ -64,7 +82,7 @@ def load_volume(ref: ImageRef | str, meta: dict | None = None) -> tuple[np.ndarr
         path, meta = ref.path, {**ref.meta, **(meta or {})}
     else:
         path, meta = str(ref), dict(meta or {})
-    p = Path(path)
+    p = _check_path(path)
     if p.is_dir():
         vol = read_dicom_series(p)
         array, spacing = reorient(vol.array, dicom_volume_to_ras(vol))
@@ -73,7 +91,7 @@ def load_volume(ref: ImageRef | str, meta: dict | None = None) -> tuple[np.ndarr
     else:
         vol = load_nifti(p)
         array, spacing = reorient(vol.array, vol.affine)
-    array = _rescale(array, meta, path)
+    array = _rescale(array, meta, path, already_scaled=_has_own_scaling(vol))
     if not np.isfinite(array).all():
         raise ImageFileError(f"{path}: volume has NaN or infinite values after rescaling")
     return array, spacing
@@ -81,14 +99,14 @@ def load_volume(ref: ImageRef | str, meta: dict | None = None) -> tuple[np.ndarr
 
 def load_mask(path: str | Path) -> np.ndarray:
     """A binary mask NIfTI → bool (D, H, W) in the world orientation."""
-    vol = load_nifti(path)
+    vol = load_nifti(_check_path(path))
     array, _ = reorient(vol.array, vol.affine)
     return array > 0.5
 
 
 def load_xray(ref: ImageRef | str) -> np.ndarray:
     """A radiograph (PNG, JPEG or DICOM) → float32 (H, W) in [0, 1], bright = dense."""
-    path = Path(ref.path if isinstance(ref, ImageRef) else ref)
+    path = _check_path(ref.path if isinstance(ref, ImageRef) else ref)
     if not path.exists():
         raise ImageFileError(f"{path}: image file not found")
     if path.suffix.lower() in (".dcm", ".dicom"):

@@ -15,7 +15,14 @@ from typing import Any, Iterable
 
 
 class DataFormatError(ValueError):
-    """A dataset file that does not have the expected format; the message names the file and the problem."""
+    """A dataset file that does not have the expected format; the message names the file and the problem.
+
+    ``hint`` (optional) says what to do about it; the converter CLIs print it after the message.
+    """
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.hint = hint
 
 
 @dataclass
@@ -115,10 +122,15 @@ class StudyRecord:
 
 
 def write_manifest(records: Iterable[StudyRecord], path: str | Path) -> Path:
-    """Records → JSON lines (one study per line, keys sorted: byte-reproducible)."""
+    """Records → JSON lines (one study per line, keys sorted: byte-reproducible).
+
+    Written atomically (:mod:`rrg_lite.data.atomic`): a run killed while writing leaves the previous manifest (or
+    none), never a silently partial one.
+    """
+    from .atomic import atomic_open
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
+    with atomic_open(path, "w") as fh:
         for r in records:
             fh.write(json.dumps(r.to_dict(), sort_keys=True, ensure_ascii=False) + "\n")
     return path

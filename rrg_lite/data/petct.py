@@ -68,7 +68,7 @@ def read_pet_suv(folder: str | Path) -> Volume:
 
     folder = Path(folder)
     vol = read_dicom_series(folder)
-    first = next(p for p in sorted(folder.iterdir()) if p.is_file())
+    first = next(p for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith("."))
     ds = pydicom.dcmread(str(first), stop_before_pixels=True)
     factor = suv_factor(ds, first)
     meta = dict(vol.meta, units="SUVbw", suv_factor=factor)

@@ -103,7 +103,9 @@ def probe_auc(probe: LabelProbe, images: torch.Tensor, labels: torch.Tensor, bat
     """Held-out per-label AUC of a trained :class:`LabelProbe`: what the frozen encoder's features can see."""
     was_training = probe.training
     probe.eval()
-    logits = torch.cat([probe(images[i: i + batch_size])["logits"] for i in range(0, len(images), batch_size)])
+    device = next(probe.parameters()).device
+    logits = torch.cat([probe(images[i: i + batch_size].to(device))["logits"].cpu()
+                        for i in range(0, len(images), batch_size)])
     probe.train(was_training)
     return label_auc(logits, labels)
 

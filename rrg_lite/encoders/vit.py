@@ -82,6 +82,39 @@ class ConvMaxStem(nn.Module):
         return self.proj(pooled.flatten(2).transpose(1, 2))       # (m, N, E), grid in row-major order
 
 
+class VoxelMaxStem(nn.Module):
+    """(m, C, *spatial) -> (m, N, E), non-linear before anything is averaged (``patch_embed="voxel_max"``).
+
+        max and min over each 2-voxel cell, per channel -> 2C      (a one-voxel calcification survives as itself,
+                                                                   not as 1/32 of a patch mean)
+        1x1 conv 2C -> w/2, GELU; conv 2 per axis, stride 2 -> w, GELU   (local shape on the 4-voxel scale)
+        max and mean over the rest of the patch -> concat (2w) -> Linear -> E
+
+    The patch size must be divisible by 4 along every axis. Everything after the first pooling runs at 1/8 of the
+    voxels (3-D), so it costs about as much as ``conv_max``.
+    """
+
+    def __init__(self, spatial_dims: int, in_channels: int, patch_size, width: int, embed_dim: int):
+        super().__init__()
+        for p in patch_size:
+            if p % 4:
+                raise ValueError(f"voxel_max needs a patch size divisible by 4 on every axis, got {tuple(patch_size)}")
+        conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
+        self.point = conv(2 * in_channels, width // 2, kernel_size=1)
+        self.local = conv(width // 2, width, kernel_size=2, stride=2)
+        self.pool2 = F.max_pool2d if spatial_dims == 2 else F.max_pool3d
+        self.avg = F.avg_pool2d if spatial_dims == 2 else F.avg_pool3d
+        self.window = tuple(p // 4 for p in patch_size)
+        self.proj = nn.Linear(2 * width, embed_dim)
+
+    def forward(self, x):
+        h = torch.cat([self.pool2(x, 2), -self.pool2(-x, 2)], 1)  # (m, 2C, *spatial/2): cell max and min
+        h = F.gelu(self.point(h))                                 # (m, w/2, *spatial/2)
+        h = F.gelu(self.local(h))                                 # (m, w, *spatial/4)
+        pooled = torch.cat([self.pool2(h, self.window), self.avg(h, self.window)], 1)  # (m, 2w, *grid)
+        return self.proj(pooled.flatten(2).transpose(1, 2))       # (m, N, E)
+
+
 class ViT(nn.Module):
     """ViT over ``spatial_dims``-D inputs of shape (m, ``in_channels``, *``img_size``) -> (m, N, ``embed_dim``)."""
 
@@ -108,10 +141,12 @@ class ViT(nn.Module):
         elif patch_embed == "conv_max":
             cell = _tuple(stem_cell, spatial_dims, "stem_cell")
             self.patch_embed = ConvMaxStem(spatial_dims, in_channels, self.patch_size, cell, stem_width, embed_dim)
+        elif patch_embed == "voxel_max":
+            self.patch_embed = VoxelMaxStem(spatial_dims, in_channels, self.patch_size, stem_width, embed_dim)
         elif patch_embed == "linear":
             self.patch_embed = nn.Sequential(nn.LayerNorm(patch_dim), nn.Linear(patch_dim, embed_dim), nn.LayerNorm(embed_dim))
         else:
-            raise ValueError(f"patch_embed must be 'conv', 'conv_max' or 'linear', got {patch_embed!r}")
+            raise ValueError(f"patch_embed must be 'conv', 'conv_max', 'voxel_max' or 'linear', got {patch_embed!r}")
         self.patch_embed_kind = patch_embed
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.randn(1, self.num_patches + 1, embed_dim) * 0.02)
@@ -140,7 +175,7 @@ class ViT(nn.Module):
             raise TypeError(f"ViT input must be floating point, got {x.dtype}")
         if self.patch_embed_kind == "conv":
             tokens = self.patch_embed(x).flatten(2).transpose(1, 2)  # (m, N, E), grid in row-major order
-        elif self.patch_embed_kind == "conv_max":
+        elif self.patch_embed_kind in ("conv_max", "voxel_max"):
             tokens = self.patch_embed(x)
         else:
             tokens = self.patch_embed(self.patchify(x))

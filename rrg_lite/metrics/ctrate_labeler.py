@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .rules import MENTION, NEG_PHRASE, RuleLabeler
+from .rules import MENTION, NEG_PHRASE, UNC_PHRASE, RuleLabeler
 
 CTRATE_LABELS = (
     "Medical material", "Arterial wall calcification", "Cardiomegaly", "Pericardial effusion",
@@ -26,7 +26,10 @@ CTRATE_LABELS = (
 )
 
 _CALC = r"(?:calcif\w*|atheroscleros\w*|atherosclerotic|atheroma\w*|calcific|plaques?)"
-_NORMAL = r"(?:normal|within normal limits|unremarkable|natural|not enlarged|of normal size)"
+_NORMAL = r"(?:normal|within (?:the\s+)?(?:normal\s+limits|limits\s+of\s+normal)|unremarkable|natural|not enlarged|of normal size)"
+# what sits in an organ other than the lung ("parenchymal density of the liver"): not a lung finding
+_OTHER_ORGAN = r"(?:liver|hepat\w*|spleen|splenic|pancrea\w*|kidneys?|renal|adrenals?|thyroid|bones?|bony|osseous|"\
+               r"vertebra\w*|spine|ribs?|muscles?|breasts?|soft tissues?|gall ?bladder|prostate|uterus|bladder)"
 
 PATTERNS: dict[str, list[tuple[str, str]]] = {
     "Medical material": [
@@ -35,7 +38,8 @@ PATTERNS: dict[str, list[tuple[str, str]]] = {
          r"cerclage wires?|surgical (?:clips?|sutures?|material)|metallic (?:clips?|material|density|artifact)|"
          r"(?:chest|endotracheal|tracheostomy|nasogastric|thoracostomy|drainage)\s+tubes?|tubes?|drains?|"
          r"electrodes?|medical (?:material|device)s?|implants?|cardiac devices?|coils?|grafts?|"
-         r"anastomosis sutures?|embolization material|wires?)\b", MENTION),
+         r"anastomosis sutures?|embolization material|wires?|sutures?(?:\s+materials?)?|staples?|"
+         r"(?:surgical|metallic|vascular)\s+clips?)\b", MENTION),
     ],
     "Arterial wall calcification": [
         (r"\b" + _CALC + r"[^.;]{0,60}?\b(?:aort\w*|(?<!coronary )arter\w*|arch|carotid|subclavian|vascular|vessels?|brachiocephalic|"
@@ -47,6 +51,9 @@ PATTERNS: dict[str, list[tuple[str, str]]] = {
         (r"\b(?:heart|cardiac)\s+(?:size|dimensions?|silhouette|contour)?\s*(?:is\s+|are\s+|was\s+)?(?:\w+\s+){0,2}?"
          r"(?:increased|enlarged|large|enlargement)\b", MENTION),
         (r"\benlarge(?:d|ment of the)\s+(?:heart|cardiac)", MENTION),
+        (r"\bincrease\s+in\s+(?:the\s+)?(?:heart|cardiac)\s+(?:size|dimensions?|volume)|\bincreased\s+(?:heart|cardiac)\s+size", MENTION),
+        (r"\b(?:heart|cardiac)\s+(?:size\s+|silhouette\s+)?(?:is\s+|was\s+|appears\s+)?borderline(?:\s+in\s+size)?"
+         r"|\bborderline\s+(?:cardiomegaly|heart size|cardiac size|enlarge\w*)", UNC_PHRASE),
         (r"\bheart\s+(?:contour,?\s+)?(?:and\s+)?size\s+(?:is|are|was|were)\s+" + _NORMAL, NEG_PHRASE),
         (r"\bheart (?:contour|size)[^.;]{0,30}?\b(?:is|are|was|were)\s+" + _NORMAL, NEG_PHRASE),
         (r"\b(?:heart|cardiac)\s+(?:size|dimensions?|silhouette|contours?)\s+(?:is\s+|are\s+|appears?\s+)?(?:within\s+)?" + _NORMAL, NEG_PHRASE),
@@ -57,9 +64,12 @@ PATTERNS: dict[str, list[tuple[str, str]]] = {
         (r"\bfluid\s+(?:in|within)\s+the\s+pericard\w*", MENTION),
         (r"\bpericardial\s+(?:recess\s+)?(?:effusion|thickening)", MENTION),
         (r"\bpericardial\b[^.;]{0,20}\beffusion\b", MENTION),
+        # reversed order: "effusion is observed in the pericardial space"
+        (r"(?<!pleural )\b(?:effusion|fluid)\b[^.;,]{0,40}?\bpericardi\w*", MENTION),
     ],
     "Coronary artery wall calcification": [
-        (r"\b" + _CALC + r"[^.;]{0,60}?\bcoronar\w*", MENTION),
+        # long distance: "calcified changes, most prominent in the arch, are observed in the wall of the ... coronary artery"
+        (r"\b" + _CALC + r"[^.;]{0,120}?\bcoronar\w*", MENTION),
         (r"\bcoronar\w*\s+(?:arter\w*\s+)?(?:wall\s+)?(?:\w+\s+){0,2}?" + _CALC, MENTION),
         (r"\bcoronary\s+(?:artery\s+)?(?:disease|calcium)\b", MENTION),
     ],
@@ -74,6 +84,10 @@ PATTERNS: dict[str, list[tuple[str, str]]] = {
          r"(?:short|long)\s+axis\s+(?:of\s+)?(?:up\s+to\s+)?(?:1\d|[2-9]\d)\s*mm|conglomerat\w*|pathological)", MENTION),
         (r"\b(?:enlarged|pathologic\w*|bulky|conglomerate|necrotic)\s+(?:\w+\s+){0,2}?lymph\s+nodes?\b", MENTION),
         (r"\blymph\s+nodes?\s+(?:of|with|in|at)\s+pathologic\w*", MENTION),
+        # CT-RATE's convention (its manually labelled reports): lymph nodes reported as present count, whatever
+        # their size ("a few lymph nodes with a short axis of up to 7 mm are observed"), in the chest and upper
+        # abdomen; "no lymph node in pathological size" is a negation.
+        (r"\blymph\s*nodes?\b|\blymphadenomegal\w*|\blymphadenitis\b", MENTION),
     ],
     "Emphysema": [
         (r"\bemphysema\w*\b", MENTION),
@@ -83,6 +97,8 @@ PATTERNS: dict[str, list[tuple[str, str]]] = {
         (r"\batelecta\w*", MENTION),
         (r"\bfibroatelecta\w*", MENTION),
         (r"\b(?:lobar|lobe|segmental|lung)\s+collapse\b", MENTION),
+        (r"\bcollapse\s+of\s+the\s+(?:\w+\s+){0,5}?(?:lobes?|lungs?|segments?|lingula)\b", MENTION),
+        (r"\b(?:lobes?|lungs?|segments?)\s+(?:is\s+|are\s+|has\s+|have\s+)?collapsed\b", MENTION),
     ],
     "Lung nodule": [
         (r"\b(?:micro)?nodul(?:e|es|ar)\b", MENTION),
@@ -121,6 +137,7 @@ PATTERNS: dict[str, list[tuple[str, str]]] = {
         (r"\bbronchial\s+wall\s+thicken\w*", MENTION),
         (r"\bthickening\s+of\s+the\s+(?:peri)?bronchial\s+walls?", MENTION),
         (r"\bperibronchial\b", MENTION),
+        (r"\bperibronchovascular\s+(?:interstitial\s+)?(?:thickening|thickenings|cuffing|interstitial thickening)\b", MENTION),
     ],
     "Consolidation": [
         (r"\bconsolidat(?:ion|ions|ive|ed)\b", MENTION),
@@ -140,15 +157,17 @@ PATTERNS: dict[str, list[tuple[str, str]]] = {
 }
 
 EXCLUSIONS = {
-    "Pleural effusion": r"\bpericardial\s+(?:\w+\s+)?effusion\w*|\bjoint\s+effusion\w*|\bpericardial\b[^.;]{0,20}\beffusion\b",
+    "Pleural effusion": r"\bpericardial\s+(?:\w+\s+)?effusion\w*|\bjoint\s+effusion\w*|\bpericardial\b[^.;]{0,20}\beffusion\b"
+                        r"|(?<!pleural )\beffusion\b(?=[^.;,]{0,40}?\bpericardi)",
     # a sentence about another organ's nodule ("a nodule in the right lobe of the thyroid gland")
     "Lung nodule": r"[^.;]*\b(?:thyroid|adrenal|breast|hepatic|liver|renal|kidneys?|pancrea\w*|spleen|splenic|lymph)\b[^.;]*",
     "Medical material": r"\beustachian\s+tubes?\b|\bfallopian\s+tubes?\b|\bbronchial\s+tubes?\b",
     "Pulmonary fibrotic sequela": r"\bmyelofibrosis\b|\bfibroadenoma\b|\bfibroid\w*",
-    "Lung opacity": r"\bbone\s+densit\w*|\bsclerotic\s+densit\w*",
-    # nodes outside the chest (pelvis, abdomen) do not set CT-RATE's (thoracic) lymphadenopathy label
-    "Lymphadenopathy": r"[^.;]*\b(?:iliac|inguinal|pelvic|pelvis|obturator|para-?aortic|retroperitoneal|mesenteric|"
-                       r"periportal|abdominal)\b[^.;]*",
+    "Lung opacity": r"\bbone\s+densit\w*|\bsclerotic\s+densit\w*|\b(?:densit\w*|opaci\w*)(?=[^.;,]{0,50}?\b" + _OTHER_ORGAN + r"\b)"
+                    r"|\b" + _OTHER_ORGAN + r"\b[^.;,]{0,40}?\b(?:densit\w*|opaci\w*)",
+    # Pelvic nodes (iliac, inguinal, obturator) are left out, as in the synthetic world's labels; note that CT-RATE's
+    # manually labelled reports also count abdominal (mesenteric) nodes, which are kept here.
+    "Lymphadenopathy": r"[^.;]*\b(?:iliac|inguinal|pelvic|pelvis|obturator)\b[^.;]*",
 }
 
 CTRATE_LABELER = RuleLabeler(CTRATE_LABELS, PATTERNS, name="rule-based CT-RATE labeler", exclusions=EXCLUSIONS)

@@ -21,6 +21,8 @@ import math
 import re
 import shutil
 import subprocess
+import threading
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -28,12 +30,16 @@ import numpy as np
 from .result import MetricResult
 from .text import check_pairs, normalize
 
-__all__ = ["JavaNotFoundError", "java_available", "bleu", "bleu_from_stats", "rouge_l", "cider", "meteor",
-           "rouge_score_f", "coco_metrics"]
+__all__ = ["JavaNotFoundError", "MetricTimeoutError", "java_available", "bleu", "bleu_from_stats", "rouge_l", "cider",
+           "meteor", "METEOR_MAX_WORDS", "rouge_score_f", "coco_metrics"]
 
 
 class JavaNotFoundError(RuntimeError):
     """METEOR needs a Java runtime (``java`` on PATH); the other metrics do not."""
+
+
+class MetricTimeoutError(RuntimeError):
+    """A metric (METEOR's Java process) did not finish within its time limit; it was stopped."""
 
 
 def java_available() -> bool:
@@ -132,44 +138,110 @@ def cider(preds, refs, normalize_as: str | None = "r2gen", on_none: str = "error
     from pycocoevalcap.cider.cider import Cider
 
     p, r, notes = _prepare(preds, refs, normalize_as, on_none)
-    gts, res = _coco_dicts(p, r)
-    score, scores = Cider().compute_score(gts, res)
+    if not p:
+        raise ValueError("CIDEr needs at least one report pair, got empty lists")
     conv = (f"pycocoevalcap Cider: n=1..4, sigma=6, idf from the evaluated references (corpus-dependent), "
             f"x10, mean over reports; {_norm_name(normalize_as)}")
+    notes = list(notes)
+    if not any(t.split() for t in r):
+        # pycocoevalcap raises "max() arg is an empty sequence": no reference n-gram to take a frequency of
+        notes.append("CIDEr: every reference is empty, so there is no n-gram to weight; 0 for every report")
+        warnings.warn(notes[-1], RuntimeWarning, stacklevel=2)
+        return MetricResult("CIDEr", 0.0, conv, np.zeros(len(p)), len(p), notes)
+    gts, res = _coco_dicts(p, r)
+    score, scores = Cider().compute_score(gts, res)
+    if len(set(r)) == 1:
+        # CIDEr-D's IDF is log(N / df(g)); with one (distinct) reference every n-gram has df = N, so IDF = 0
+        notes.append(f"CIDEr is degenerate here: {'one report pair' if len(p) == 1 else 'all references are the same'}"
+                     f" gives every n-gram an IDF of log(1) = 0, so the score is 0 whatever the prediction (even a "
+                     f"perfect copy). CIDEr needs a corpus of different references: score many reports at once")
+        warnings.warn(notes[-1], RuntimeWarning, stacklevel=2)
     return MetricResult("CIDEr", float(score), conv, np.asarray(scores, dtype=float), len(p), notes)
 
 
 # --------------------------------------------------------------------------------------------------- METEOR
-def meteor(preds, refs, normalize_as: str | None = "r2gen", on_none: str = "error") -> MetricResult:
+#: METEOR's alignment search grows fast with length (a 30k-character report ran for more than 6 minutes); longer
+#: texts are cut to this many words, with a note. Radiology reports are rarely above 500 words.
+METEOR_MAX_WORDS = 1000
+
+
+def _meteor_safe(texts: list[str], what: str, max_words: int | None, notes: list[str]) -> list[str]:
+    """Texts the METEOR jar's line protocol can carry: no '|||' (its field separator), no newlines; capped length."""
+    out, n_sep, n_cut = [], 0, 0
+    for t in texts:
+        if "|||" in t or "\n" in t or "\r" in t:
+            t = " ".join(re.sub(r"\|{3,}", " ", t).split())
+            n_sep += 1
+        if max_words is not None:
+            words = t.split(" ")
+            if len(words) > max_words:
+                t = " ".join(words[:max_words])
+                n_cut += 1
+        out.append(t)
+    if n_sep:
+        notes.append(f"METEOR: {n_sep} {what} contained '|||' or line breaks, which the METEOR jar uses as separators; "
+                     f"they were replaced by spaces for METEOR only")
+    if n_cut:
+        notes.append(f"METEOR: {n_cut} {what} longer than {max_words} words were cut to their first {max_words} words "
+                     f"(METEOR's alignment time explodes on very long texts; raise max_words to score them whole)")
+    return out
+
+
+def meteor(preds, refs, normalize_as: str | None = "r2gen", on_none: str = "error",
+           timeout_s: float | None = 300.0, max_words: int | None = METEOR_MAX_WORDS) -> MetricResult:
     """METEOR 1.5 through pycocoevalcap's jar wrapper: ONE Java process for the whole call.
 
     pycocoevalcap's ``Meteor()`` starts a JVM in its constructor; we build one per call, score all pairs in a
     single ``compute_score`` and stop the process before returning (not left to the garbage collector).
 
+    Guards (each leaves a note; normal reports are scored exactly as pycocoevalcap scores them):
+    - ``|||`` (the jar's field separator: one used to abort the call) and line breaks become spaces;
+    - texts longer than ``max_words`` words are cut (``None``: no cap);
+    - the Java process is stopped after ``timeout_s`` seconds (``None``: no limit) and
+      :class:`MetricTimeoutError` says so.
+
     Raises:
         JavaNotFoundError: no ``java`` on PATH (other metrics still work; ``score_reports`` records the skip).
+        MetricTimeoutError: the jar did not finish within ``timeout_s``.
     """
     from pycocoevalcap.meteor.meteor import Meteor
 
     p, r, notes = _prepare(preds, refs, normalize_as, on_none)
-    for what, texts in (("prediction", p), ("reference", r)):
-        for i, t in enumerate(texts):
-            if "|||" in t or "\n" in t:
-                raise ValueError(f"METEOR: {what} {i} contains '|||' or a newline, which the METEOR jar's line "
-                                 f"protocol cannot carry; normalise the text first")
+    if not p:
+        raise ValueError("METEOR needs at least one report pair, got empty lists")
+    notes = list(notes)
+    p = _meteor_safe(p, "predictions", max_words, notes)
+    r = _meteor_safe(r, "references", max_words, notes)
     if not java_available():
         raise JavaNotFoundError("METEOR needs Java (the METEOR 1.5 jar shipped with pycocoevalcap); no working "
                                 "'java' on PATH. Install a JRE (e.g. apt-get install default-jre-headless) or skip "
                                 "METEOR; BLEU, ROUGE, CIDEr and BERTScore do not need Java.")
     gts, res = _coco_dicts(p, r)
     scorer = Meteor()
+    timed_out = threading.Event()
+
+    def stop():   # from a timer thread: killing the JVM makes compute_score's readline return b''
+        timed_out.set()
+        scorer.meteor_p.kill()
+
+    timer = threading.Timer(timeout_s, stop) if timeout_s is not None else None
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
     try:
         score, scores = scorer.compute_score(gts, res)
-    except ValueError as err:  # the JVM died and readline() returned b''
+    except (ValueError, OSError) as err:  # the JVM died (or was stopped): readline() gave b'' or the pipe broke
+        if timed_out.is_set():
+            longest = max(len(t.split()) for t in p + r)
+            raise MetricTimeoutError(f"METEOR did not finish within {timeout_s:g} s on {len(p)} report pairs (longest "
+                                     f"text {longest} words) and was stopped; pass a larger timeout_s, a smaller "
+                                     f"max_words, or leave METEOR out") from None
         proc = scorer.meteor_p
         msg = proc.stderr.read().decode(errors="replace")[-2000:] if proc.poll() is not None else ""
         raise RuntimeError(f"the METEOR Java process failed: {err}; stderr: {msg}") from None
     finally:
+        if timer is not None:
+            timer.cancel()
         _stop_meteor(scorer)
     conv = (f"METEOR 1.5 jar via pycocoevalcap (-l en -norm), corpus score from aggregated statistics, "
             f"one JVM per call; {_norm_name(normalize_as)}")
@@ -178,6 +250,10 @@ def meteor(preds, refs, normalize_as: str | None = "r2gen", on_none: str = "erro
 
 def _stop_meteor(scorer) -> None:
     proc = scorer.meteor_p
+    if scorer.lock.locked():
+        # pycocoevalcap's compute_score leaves its lock held when it raises (no try/finally); its __del__ would then
+        # block forever. We are its only user, so release it.
+        scorer.lock.release()
     with scorer.lock:
         try:
             proc.stdin.close()
@@ -255,7 +331,7 @@ def coco_metrics(preds, refs, normalize_as: str | None = "r2gen", use_meteor: bo
     if use_meteor:
         try:
             out["METEOR"] = meteor(preds, refs, normalize_as, on_none)
-        except JavaNotFoundError as err:
+        except (JavaNotFoundError, MetricTimeoutError) as err:
             for res in out.values():
                 res.notes.append(f"METEOR skipped: {err}")
     return out

@@ -24,7 +24,8 @@ DEFAULT_METRICS = ("bleu", "meteor", "rouge_l", "cider", "rouge_score", "clinica
 
 def score_reports(preds, refs, metrics: Sequence[str] = DEFAULT_METRICS, normalize_as: str = "r2gen",
                   labeler: str = "chexpert", uncertain: str = "positive", bertscore_model: str = "minilm",
-                  bertscore_path: str | None = None, on_none: str = "error") -> dict[str, MetricResult]:
+                  bertscore_path: str | None = None, on_none: str = "error",
+                  meteor_timeout_s: float | None = 300.0) -> dict[str, MetricResult]:
     """Score generated reports ``preds`` against ``refs``.
 
     Args:
@@ -34,6 +35,7 @@ def score_reports(preds, refs, metrics: Sequence[str] = DEFAULT_METRICS, normali
             ("ct" is also accepted for GREEN and means CT-RATE + findings outside its labels; CE then uses "ctrate").
         uncertain: how uncertain labels count in clinical efficacy ("positive" default, or "negative").
         bertscore_model: "minilm" (offline default), "radeval" or "default" (need ``bertscore_path``).
+        meteor_timeout_s: METEOR's Java process is stopped after this long and METEOR is recorded as skipped.
     """
     unknown = set(metrics) - set(ALL_METRICS)
     if unknown:
@@ -49,8 +51,8 @@ def score_reports(preds, refs, metrics: Sequence[str] = DEFAULT_METRICS, normali
         out.update(nlg.bleu(p, r, normalize_as))
     if "meteor" in metrics:
         try:
-            out["METEOR"] = nlg.meteor(p, r, normalize_as)
-        except nlg.JavaNotFoundError as err:
+            out["METEOR"] = nlg.meteor(p, r, normalize_as, timeout_s=meteor_timeout_s)
+        except (nlg.JavaNotFoundError, nlg.MetricTimeoutError) as err:
             skipped.append(f"METEOR: {err}")
     if "rouge_l" in metrics:
         out["ROUGE-L"] = nlg.rouge_l(p, r, normalize_as)

@@ -1,19 +1,21 @@
-"""A small NegEx-style engine for rule-based report labelers.
+"""A small rule engine for report labelers: lexicon mentions, with medspaCy's ConText for their context.
 
 A labeler is a table ``label -> list of (regex, polarity)``. For every sentence of a report the engine
 
 1. finds **mentions** of each label (regexes over lower-cased text; a pattern's polarity says whether a match
    is a plain mention, whose status the context decides, or a phrase that is negative or uncertain in itself,
    such as "heart size is normal" or "borderline cardiomegaly");
-2. finds **triggers** in the sentence: negation before a mention ("no", "without", "no evidence of",
-   "resolution of"), negation after it ("was not detected", "has resolved", "has been removed"), uncertainty
-   before ("may", "possible", "could represent", "concerning for", "X or Y") and after ("cannot be excluded",
-   "is suspected"), and pseudo-negations that must not count ("no change in", "not significantly changed");
-3. cuts the sentence into **clauses** at terminators ("but", "however", "which", "there is", "... is present")
-   so that a trigger only reaches mentions in its own clause;
-4. decides each mention's status with the precedence of the CheXpert labeler: a negated uncertainty
+2. asks medspaCy's **ConText** (:mod:`rrg_lite.metrics.context`) which trigger phrases reach each mention:
+   negation ("no", "without", "was not detected", "has resolved"), uncertainty ("may", "possible", "X or Y",
+   "is suspected"), negated uncertainty ("cannot be excluded"), requests and conditions ("correlate clinically
+   for", "to rule out", "if") and the past ("history of", "sequelae of prior"); pseudo-negations ("without
+   significant interval change of") count for nothing, and a trigger's scope ends at clause terminations ("but",
+   "there is", "..., cardiomegaly is present", "..., and the heart size is natural");
+3. drops mentions that are hypothetical or historical (not a current finding);
+4. decides each remaining mention's status with the precedence of the CheXpert labeler: a negated uncertainty
    ("cannot be excluded", "not ruled out") is *uncertain*; otherwise negation wins over uncertainty
-   ("no findings concerning for pneumonia" is negative); otherwise uncertain; otherwise positive;
+   ("no findings concerning for pneumonia" is negative); otherwise uncertain; otherwise the pattern's own
+   polarity ("heart size is normal" is negative, "borderline cardiomegaly" uncertain); otherwise positive;
 5. aggregates per label over the report: positive if any mention is positive, else uncertain if any is
    uncertain, else negative if any is negative, else blank (NaN).
 
@@ -25,61 +27,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Iterable, Sequence
 
 import numpy as np
 
+from .context import HIST, HYPO, NEG, NEG_UNC, UNC, classify
 from .text import looks_non_english
 
 POSITIVE, NEGATIVE, UNCERTAIN = 1, 0, -1
 MENTION, NEG_PHRASE, UNC_PHRASE = "mention", "negative", "uncertain"
 
-# ---------------------------------------------------------------------------------------------- triggers
-_NEG_UNC = re.compile(
-    r"\b(?:cannot|can ?not|can't|could not|couldn't|not|difficult to|hard to|unable to|impossible to)\s+"
-    r"(?:be\s+)?(?:entirely\s+|completely\s+|definitely\s+|totally\s+|fully\s+|reliably\s+|confidently\s+)?"
-    r"(?:excluded|exclude|ruled out|rule out|r/o|distinguished|differentiated|assessed|evaluated)\b"
-    r"|\bnot\s+(?:entirely\s+|completely\s+)?(?:certain|sure|clear)\b"
-)
-_NEG_PRE = re.compile(
-    r"\b(?:no|not|without|absence of|absent|negative for|free of|clear of|resolution of|resolved|removal of|"
-    r"removed|rather than|instead of|never|neither|nor|lack of|lacks|ruled out|excluded|exclusion of|"
-    r"interval clearing of|has cleared|disappearance of|nonvisualization of|non-visualization of)\b"
-)
-_NEG_POST = re.compile(
-    r"\b(?:(?:is|are|was|were|has been|have been|be|being)\s+)?(?:also\s+)?"
-    r"(?:not\s+(?:seen|identified|present|detected|observed|visualized|visualised|appreciated|evident|noted|"
-    r"demonstrated|visible|apparent|found|shown|depicted|recognized|recognised|included|monitored|encountered)"
-    r"|(?:has|have)\s+(?:since\s+|now\s+|completely\s+|nearly\s+)?(?:resolved|cleared|been removed|disappeared|been excluded|been withdrawn)"
-    r"|resolved|absent|removed|no longer\s+\w+|(?:now\s+)?gone|excluded|ruled out|negative)\b"
-)
-_UNC_PRE = re.compile(
-    r"\b(?:may|might|could|possible|possibly|probable|probably|likely|questionable|question of|questioned|"
-    r"suspect|suspected|suspicious|suspicion|concern|concerning|worrisome|suggest|suggests|suggested|"
-    r"suggestive|suggesting|differential|equivocal|borderline|indeterminate|uncertain|presumed|presumably|"
-    r"perhaps|versus|vs|either|raises? the (?:possibility|question)|consider|considered|cannot be distinguished|"
-    r"evaluate for|evaluation for|assess for|rule out|r/o|to exclude|eval for|"
-    r"potential|potentially|may represent|could represent|can represent|ddx|not clearly|unclear)\b"
-)
-_UNC_POST = re.compile(
-    r"\b(?:(?:is|are|was|were)\s+)?(?:also\s+)?(?:possible|probable|likely|suspected|questioned|not excluded|"
-    r"considered|in the differential|a consideration|favou?red|not entirely excluded|difficult to exclude|"
-    r"cannot be (?:excluded|ruled out)|not ruled out|(?:may|might|could)\s+(?:be\s+)?(?:present|seen|exist))\b"
-    r"|\?"
-)
-_OR = re.compile(r"\b(?:or|and/or|versus|vs)\b")
-_PSEUDO = re.compile(
-    r"\bno\s+(?:(?:significant|substantial|appreciable|definite|major|interval|further|other|acute|"
-    r"significant interval|real|notable|marked)\s+)*(?:change|changes|increase|decrease|progression|worsening|"
-    r"improvement|difference|growth)\b"
-    r"|\bnot\s+(?:significantly\s+|substantially\s+|appreciably\s+|markedly\s+|much\s+)?(?:changed|increased|"
-    r"decreased|improved|worsened|enlarging|grown)\b"
-    r"|\bwithout\s+(?:significant\s+|interval\s+|appreciable\s+)?(?:change|changes)\b"
-    r"|\bgram[- ]negative\b|\bnot only\b|\bnot well (?:seen|visualized|evaluated|assessed)\b"
-    r"|\bif not\b|\bwhether or not\b|\bno\s+(?:other|additional)\s+(?:change|changes)\b"
-    r"|\bnot\s+(?:present|seen|visible|identified|evident|apparent)\s+(?:on|in)\s+(?:the\s+)?(?:prior|previous|earlier|"
-    r"last|preceding|comparison)\b"
-)
+# Clause boundaries for the mention attributes (laterality, severity, ...); status comes from ConText.
 _TERMINATORS = re.compile(
     r"\b(?:but|however|although|though|which|whereas|while|yet|except|aside from|apart from|other than|"
     r"with the exception of|nevertheless|otherwise|there (?:is|are|has been|have been|was|were)|"
@@ -135,12 +94,15 @@ class Mention:
     location: tuple[str, ...] = field(default_factory=tuple)
 
 
+@lru_cache(maxsize=65536)
+def _context_of(sentence: str, mentions: tuple) -> list[set[str]]:
+    # Reports repeat sentences ("No pneumothorax."): the ConText result is a pure function of the sentence and
+    # its mentions, so it is cached.
+    return classify(sentence, list(mentions))
+
+
 def _spans(regex: re.Pattern, text: str) -> list[tuple[int, int]]:
     return [(m.start(), m.end()) for m in regex.finditer(text)]
-
-
-def _overlaps(a: tuple[int, int], spans: Sequence[tuple[int, int]]) -> bool:
-    return any(a[0] < e and s < a[1] for s, e in spans)
 
 
 class RuleLabeler:
@@ -205,45 +167,26 @@ class RuleLabeler:
             if not any(k[0] == item[0] and k[1][0] <= item[1][0] and item[1][1] <= k[1][1] for k in kept):
                 kept.append(item)
         found = kept
-        pseudo = _spans(_PSEUDO, s)
-        neg_unc = _spans(_NEG_UNC, s)
-        blocked = pseudo + neg_unc
-
-        def clean(spans):
-            return [sp for sp in spans if not _overlaps(sp, blocked)]
-
-        neg_pre, neg_post = clean(_spans(_NEG_PRE, s)), clean(_spans(_NEG_POST, s))
-        unc_pre, unc_post = clean(_spans(_UNC_PRE, s)), _spans(_UNC_POST, s)
-        ors = _spans(_OR, s)
+        cats = _context_of(s, tuple((label, a, b) for label, (a, b), _ in found))
         terms = _spans(_TERMINATORS, s)
         out = []
-        for label, (a, b), polarity in found:
-            # clause = between the last terminator ending before the mention and the first starting after it
-            c0 = max([e for st, e in terms if e <= a] + [0])
-            c1 = min([st for st, e in terms if st >= b] + [len(s)])
-
-            def pre(spans, c0=c0, a=a, b=b):
-                # a pre-trigger reaches mentions after it in its clause, and mentions that contain it
-                # ("the heart is not enlarged"); it must not sit inside another label's mention.
-                return any(c0 <= st < b and (st < a or (a <= st and e <= b)) for st, e in spans)
-
-            def post(spans, c1=c1, b=b, comma_stops=False):
-                # an uncertainty word after a comma belongs to what follows ("opacity, likely atelectasis")
-                return any(b <= st and e <= c1 and not (comma_stops and "," in s[b:st]) for st, e in spans)
-
-            near_or = any((0 <= a - e <= 12) or (0 <= st - b <= 6) for st, e in ors if c0 <= st < c1)
-            in_neg_unc = any(c0 <= st and e <= c1 for st, e in neg_unc)
-            if in_neg_unc:
+        for (label, (a, b), polarity), c in zip(found, cats):
+            if HYPO in c or HIST in c:
+                continue  # a request, a condition or the past: not a current finding
+            if NEG_UNC in c:
                 status = UNCERTAIN
-            elif pre(neg_pre) or post(neg_post):
+            elif NEG in c:  # ConText also counts a trigger inside the mention ("the heart is not enlarged")
                 status = NEGATIVE
-            elif pre(unc_pre) or post(unc_post, comma_stops=True) or polarity == UNC_PHRASE or near_or:
+            elif UNC in c or polarity == UNC_PHRASE:
                 status = UNCERTAIN
             elif polarity == NEG_PHRASE:
                 status = NEGATIVE
             else:
                 status = POSITIVE
-            # attributes may sit in the verb that ends the clause ("the effusion has increased since ...")
+            # attributes come from the mention's clause, and may sit in the verb that ends it
+            # ("the effusion has increased since ...")
+            c0 = max([e for st, e in terms if e <= a] + [0])
+            c1 = min([st for st, e in terms if st >= b] + [len(s)])
             after = [st for st, e in terms if st > c1]
             clause = s[c0:(after[0] if after else len(s))]
             out.append(Mention(label, status, si, a, b, s[a:b], *_attributes(clause)))

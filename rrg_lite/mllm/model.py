@@ -169,9 +169,12 @@ class MultimodalLM(nn.Module):
         if input_ids.ndim != 2:
             raise ValueError(f"input_ids must be (B, S), got {tuple(input_ids.shape)}")
         b = input_ids.shape[0]
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
         embed_layer = self.lm.get_input_embeddings()
+        # Token tensors follow the embedding table (a caller that built them on the CPU still works on a GPU model).
+        device = embed_layer.weight.device
+        input_ids = input_ids.to(device)
+        attention_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(device)
+        labels = labels.to(device) if labels is not None else None
         text_embeds = embed_layer(input_ids)  # (B, S, D); placeholder rows are overwritten below
         ids = torch.tensor(list(self.slot_token_ids.values()), device=input_ids.device)
         is_placeholder = torch.isin(input_ids, ids)
@@ -235,7 +238,7 @@ class MultimodalLM(nn.Module):
                         "with encode_example (which expands each placeholder to K tokens)"
                     )
             mask = positions[..., None].expand_as(embeds)
-            embeds = embeds.masked_scatter(mask, tokens.to(embeds.dtype))
+            embeds = embeds.masked_scatter(mask, tokens.to(device=embeds.device, dtype=embeds.dtype))
         if labels is not None:
             labels = labels.masked_fill(is_placeholder, IGNORE_INDEX)
         return embeds, attention_mask, labels

@@ -4,6 +4,9 @@ cpu:  a synthetic CT torso from the world generator plus pydicom's bundled real 
 full: a real CT volume of your own (e.g. one CT-RATE ``.nii.gz``) and, optionally, a folder of DICOM slices.
 """
 
+REQUIRED = {"full": ("nifti_path",)}
+PATHS = ("nifti_path", "dicom_path")
+
 PROFILES = {
     "cpu": {
         "nifti_path": None,          # None → a synthetic CT written to a temporary NIfTI file

@@ -7,6 +7,8 @@ full: real reports (a CSV with ``reference`` and ``generated`` columns, e.g. fro
       local copy, CheXbert through f1chexbert, and the official GREEN model from local weights.
 """
 
+PATHS = ("bertscore_path", "green_model", "reports_csv")
+
 PROFILES = {
     "cpu": {
         "n_reports": 50,              # world X-ray studies whose reports are perturbed

@@ -1,4 +1,4 @@
-"""Chapter 4 — "A multimodal LLM from parts": the LLaVA recipe on chest CT.
+"""Chapter 5 — "A multimodal LLM from parts": the LLaVA recipe on chest CT.
 
 cpu:  the synthetic world (chest scan range, lesions 1.5x the default size), three CT windows, a 2-layer ViT-3D
       with a conv-max stem pre-trained on labels for seconds, an M3D-style pooling projector, a tiny Llama
@@ -8,6 +8,10 @@ full: CT-RATE (a local folder in the release's layout), M3D-CLIP's 3-D ViT (32x2
       :func:`rrg_lite.mllm.memory.estimate_training_memory`.
 """
 
+REQUIRED = {"full": ("data_root", "encoder_weights")}
+PATHS = ("data_root",)
+HUB_IDS = ("llm", "encoder_weights")
+
 PROFILES = {
     "cpu": {
         "data_root": None,                  # None: generate the synthetic world in memory
@@ -16,22 +20,24 @@ PROFILES = {
         "world": {"lesion_size_scale": 1.5},  # WorldConfig knobs: lesions 1.5x larger, so more are visible at 64x64
         "workers": 2,                       # processes generating the world (same data for any number)
         "lazy": False,                      # True: keep CT-RATE volumes on disk, load per batch
+        "feature_cache": None,              # a folder: frozen features on disk (computed once, read lazily)
         "volume_shape": [32, 64, 64],
         "windows": ["lung", "mediastinum", "bone"],  # one input channel per CT window
         "standardize": True,                # per-voxel standardisation fitted on the training studies
-        "encoder": "vit3d",                 # vit3d (small, CPU) | m3d_clip (MONAI ViT) — with encoder_weights
-        "encoder_weights": None,
+        "encoder": "vit3d",                 # vit3d (small, CPU) | m3d-clip (MONAI ViT) — with encoder_weights
+        "encoder_weights": None,            # None: random init, pre-trained on the world's labels below
         "patch_size": [8, 16, 16],
         "patch_embed": "conv_max",          # conv | linear | conv_max (conv stem + max over each patch)
         "stem_cell": [2, 4, 4],
         "stem_width": 32,
-        "encoder_dim": 64,
+        "encoder_width": 64,
         "encoder_depth": 2,
+        "encoder_heads": 4,
         "encoder_epochs": 12,
         "encoder_lr": 5e-3,
         "probe_pool": "meanmax",            # how the label probe pools patch tokens during pre-training
         "pool_kernel": [2, 2, 2],           # M3D spatial pooling of the patch grid: 4x4x4 -> 8 tokens
-        "llm": None,                        # None: tiny Llama from a config; else a Hub id or local path
+        "llm": "tiny",                      # tiny: a tiny Llama from a config; else a Hub id or local path
         "llm_hidden": 128,
         "llm_layers": 2,
         "text_steps": 200,                  # LM warm-up on reports (stands in for LM pre-training) = baseline
@@ -47,8 +53,13 @@ PROFILES = {
         "grad_accum": 1,
         "max_new_tokens": 180,
         "gen_batch_size": 100,
-        "mixed_precision": "auto",
         "n_boot": 1000,
+        "output_dir": None,  # None: nothing kept; a folder: checkpoints, reports and scores
+        "resume": False,  # True: continue each training run from its latest checkpoint in output_dir
+        "precision": "auto",                # bf16 on a GPU that has it, else fp32
+        "device": "auto",                   # the GPU if there is one
+        "threads": 2,                       # torch/BLAS threads (RRG_THREADS overrides)
+        "seed": 0,
     },
     "full": {
         "data_root": "/data/CT-RATE",
@@ -57,17 +68,19 @@ PROFILES = {
         "world": {},
         "workers": 1,
         "lazy": True,
+        "feature_cache": "runs/feature_cache",   # CT-RATE's features do not fit in RAM (~300 GB for train)
         "volume_shape": [32, 256, 256],
         "windows": [[0, 2000]],             # one channel, -1000..1000 HU -> [0, 1] (M3D-CLIP reads one channel)
         "standardize": False,               # a pre-trained encoder keeps the normalisation it was trained with
-        "encoder": "m3d_clip",
+        "encoder": "m3d-clip",
         "encoder_weights": "GoodBaiBai88/M3D-CLIP",   # a Hub id (safetensors fetched) or a local file/folder
         "patch_size": [4, 16, 16],
         "patch_embed": "conv",              # unused by m3d_clip
         "stem_cell": [2, 4, 4],
         "stem_width": 32,
-        "encoder_dim": 768,
+        "encoder_width": 768,                # M3D-CLIP's ViT: width 768, 12 layers, 12 heads (MLP 4 × width)
         "encoder_depth": 12,
+        "encoder_heads": 12,
         "encoder_epochs": 0,                # pre-trained: no label pre-training
         "encoder_lr": 1e-4,
         "probe_pool": "mean",
@@ -88,7 +101,12 @@ PROFILES = {
         "grad_accum": 4,
         "max_new_tokens": 512,
         "gen_batch_size": 8,
-        "mixed_precision": "bf16",
         "n_boot": 1000,
+        "output_dir": "runs/mllm_from_parts",
+        "resume": False,
+        "precision": "bf16",                # bf16 autocast, fp32 master weights and optimizer state
+        "device": "cuda",
+        "threads": None,
+        "seed": 0,
     },
 }

@@ -1,4 +1,4 @@
-"""Chapter 5 — μ²-LLM: the μ² Tokenizer rebuilt from LinVT, and its ablation (Table 2 of the paper).
+"""Chapter 6 — μ²-LLM: the μ² Tokenizer rebuilt from LinVT, and its ablation (Table 2 of the paper).
 
 ``full`` is the paper's setting (§3 "Implementation Details" of {cite}`li2025mu2`): AMOS-MM (or CT-RATE)
 volumes min-max normalised and resized/cropped to 8 frames × 32 × 256 × 256, a 3-D ViT the size of M3D-CLIP's
@@ -12,6 +12,10 @@ the world's CTs cut into frames of 8 slices of 64 × 64 (any depth → any T), a
 patches 4 × 16 × 16 → 32 tokens per frame), a tiny Llama of width 64, one refiner and one aggregation layer,
 4 heads, k = 32, 16 queries.
 """
+
+REQUIRED = {"full": ("data_root", "encoder_weights")}
+PATHS = ("data_root", "encoder_weights")
+HUB_IDS = ("llm",)
 
 PROFILES = {
     "cpu": {
@@ -29,14 +33,17 @@ PROFILES = {
         "volume_shape": None,  # None = keep each volume's own depth (frames, not resizing)
         "num_frames": 6,  # T after padding with air frames (48 slices), so that a batch stacks
         "hu_range": [-200.0, 300.0],  # HU window scaled to [0, 1]; None = per-volume min-max (the paper)
+        "feature_cache": None,  # a folder: AMOS-MM features computed once on disk (chapter 7 reads the same)
         # encoder (frozen; features are computed once)
-        "encoder": "tiny-vit3d",
-        "encoder_checkpoint": None,
+        "encoder": "vit3d",
+        "encoder_weights": None,  # None: random init, pre-trained on the world's frame labels below
         "encoder_pretrain_studies": 300,
         "encoder_pretrain_steps": 200,  # frame-level finding-kind labels: a stand-in for M3D-CLIP pre-training
         "encoder_pretrain_lr": 3e-3,
         "encoder_width": 64,  # E
-        "patch_embed": "conv",  # or "conv_max" (chapter 4's stem); neither makes the world's lesions visible here
+        "encoder_depth": 2,
+        "encoder_heads": 4,
+        "patch_embed": "conv",  # or "conv_max" (chapter 5's stem); neither makes the world's lesions visible here
         "stem_cell": [2, 4, 4],
         "stem_width": 32,
         "probe_pool": "mean",  # how the frame-label probe pools patch tokens during pre-training
@@ -71,6 +78,13 @@ PROFILES = {
         # cost vs depth
         "cost_frames": [1, 2, 3, 4, 5, 6, 7, 8],
         "cost_repeats": 3,
+        # run settings (the schema every chapter shares)
+        "output_dir": None,  # None: nothing kept; a folder: the μ² SFT checkpoint (chapter 7 reads it) and results
+        "resume": False,  # True: continue each training run from its latest checkpoint in output_dir
+        "precision": "auto",
+        "device": "auto",
+        "threads": 1,  # the models are tiny: one thread avoids synchronisation overhead on 2 cores
+        "seed": 0,
     },
     "full": {
         "data_root": None,  # a converted AMOS-MM or CT-RATE folder (data_scripts/); required
@@ -86,13 +100,16 @@ PROFILES = {
         "volume_shape": [256, 256, 256],  # paper: min-max, resize/crop to 8 × 32 × 256 × 256
         "num_frames": 8,
         "hu_range": None,  # per-volume min-max normalisation, as in the paper
-        "encoder": "vit3d-m3d-clip",  # a 3-D ViT the size of M3D-CLIP's vision tower
-        "encoder_checkpoint": None,  # local path / Hub id of its weights (the user's choice)
+        "feature_cache": "runs/feature_cache",
+        "encoder": "m3d-clip",  # M3D-CLIP's 3-D ViT (its vision tower)
+        "encoder_weights": None,  # a local safetensors file or folder of its weights (the user's choice); required
         "encoder_pretrain_studies": 0,
         "encoder_pretrain_steps": 0,  # the real encoder comes pre-trained
         "encoder_pretrain_lr": 3e-3,
-        "encoder_width": 768,
-        "patch_embed": "conv",  # (tiny-vit3d only)
+        "encoder_width": 768,  # M3D-CLIP's ViT: width 768, 12 layers, 12 heads (MLP 4 × width)
+        "encoder_depth": 12,
+        "encoder_heads": 12,
+        "patch_embed": "conv",  # (vit3d only)
         "stem_cell": [2, 4, 4],
         "stem_width": 32,
         "probe_pool": "mean",
@@ -121,5 +138,11 @@ PROFILES = {
         "bootstrap": 1000,
         "cost_frames": [1, 2, 3, 4, 5, 6, 7, 8],
         "cost_repeats": 3,
+        "output_dir": "runs/mu2",
+        "resume": False,
+        "precision": "bf16",  # bf16 autocast, fp32 master weights (the paper trains in bf16)
+        "device": "cuda",
+        "threads": None,
+        "seed": 0,
     },
 }

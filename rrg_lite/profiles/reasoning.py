@@ -1,10 +1,16 @@
-"""Chapter 7 — from reports to reasoning data: μ²'s five-stage pipeline, ViPET-VLM's PET/CT split, rewriting.
+"""Chapter 8 — from reports to reasoning data: μ²'s five-stage pipeline, ViPET-VLM's PET/CT split, rewriting.
 
 ``cpu`` runs every pipeline offline on the synthetic world's reports, answered by the rule-based offline stand-in
 (:mod:`rrg_lite.prompting.standin`) — the first run through the chapter's loopback HTTP server, so the real
 client, cache and retry code are exercised. ``full`` points the same pipelines at an OpenAI-compatible endpoint
 (vLLM, Ollama, llama.cpp, a hosted API) and a converted dataset; nothing is contacted unless the user runs it.
+
+``llm_client`` says how the LLM is reached (``offline`` stand-in, an ``openai``-compatible endpoint, a local ``hf``
+model); ``llm`` is the model's name (what the endpoint serves, or a Hugging Face id for ``hf``).
 """
+
+REQUIRED = {"full": ("data_root",)}
+PATHS = ("data_root", "petct_root", "mimic_root")
 
 PROFILES = {
     "cpu": {
@@ -17,9 +23,9 @@ PROFILES = {
         "n_studies": 40,         # CT reports for the μ² pipeline
         "n_petct": 12,           # PET/CT reports for the ViPET-VLM split
         "n_xray": 16,            # chest X-ray reports for the LLM-RG4 rewrite loop
-        "llm": "offline",        # offline | openai | hf
-        "base_url": None,        # OpenAI-compatible API root (llm="openai")
-        "model": "offline-standin",
+        "llm_client": "offline", # offline | openai | hf
+        "base_url": None,        # OpenAI-compatible API root (llm_client="openai")
+        "llm": "offline-standin",
         "api_key_env": None,     # name of the environment variable that holds the API key, if any
         "concurrency": 4,
         "timeout_s": 30.0,
@@ -29,7 +35,7 @@ PROFILES = {
         "max_questions": 30,
         "rg4_rounds": 3,
         "cache_path": None,      # None = a fresh temporary folder (set a path to resume a killed run)
-        "out_dir": None,
+        "output_dir": None,      # None = a fresh temporary folder
         "server_faults": 0.05,   # share of requests the loopback demo server answers with an HTTP 500 first
         "seed": 0,
     },
@@ -43,9 +49,9 @@ PROFILES = {
         "n_studies": 0,          # 0 = every report of the split
         "n_petct": 0,
         "n_xray": 0,
-        "llm": "openai",
+        "llm_client": "openai",
         "base_url": "http://localhost:8000/v1",   # e.g. `vllm serve meta-llama/Llama-3.1-8B-Instruct`
-        "model": "meta-llama/Llama-3.1-8B-Instruct",
+        "llm": "meta-llama/Llama-3.1-8B-Instruct",
         "api_key_env": None,
         "concurrency": 32,
         "timeout_s": 180.0,
@@ -55,7 +61,7 @@ PROFILES = {
         "max_questions": 30,
         "rg4_rounds": 3,
         "cache_path": None,
-        "out_dir": None,
+        "output_dir": "runs/reports_to_reasoning",
         "server_faults": 0.0,
         "seed": 0,
     },

@@ -6,6 +6,8 @@ datasets the other chapters' full profiles can train on (256² × 64–128-slice
 and, when ``data_root`` names a converted real dataset (``data_scripts/``), computes the same statistics on it.
 """
 
+PATHS = ("data_root",)
+
 PROFILES = {
     "cpu": {
         "data_root": None,          # None = the synthetic world; a path = a real dataset converted by data_scripts/
@@ -24,7 +26,7 @@ PROFILES = {
         "noise_hu": 12.0,
         "label_balance": 0.25,
         "workers": 1,
-        "out_dir": None,            # None = a temporary folder
+        "output_dir": None,         # None = a temporary folder
     },
     "full": {
         "data_root": None,
@@ -43,6 +45,6 @@ PROFILES = {
         "noise_hu": 12.0,
         "label_balance": 0.0,
         "workers": 16,
-        "out_dir": "world_data",
+        "output_dir": "world_data",
     },
 }

@@ -5,7 +5,7 @@ Modules (import from them directly; this file re-exports nothing):
 - ``clients``   : ``ChatRequest`` and three interchangeable clients — ``OpenAICompatibleClient`` (any server that
                   speaks ``POST /v1/chat/completions``: vLLM, Ollama, llama.cpp, hosted APIs), ``HFLocalClient``
                   (🤗 Transformers generation in-process) and the offline stand-in from ``standin``.
-- ``cache``     : ``RequestCache``, an on-disk (SQLite) store of finished calls keyed by a hash of the request.
+- ``cache``     : ``RequestCache``, an on-disk (SQLite) store of finished calls keyed by a hash of the request and the client that answers it (model, endpoint, prompt version, sampling).
 - ``runner``    : ``LLMRunner`` — cache look-up, retries with back-off, timeouts, a concurrency limit, re-asking
                   after malformed replies, and counters of everything that went wrong.
 - ``templates`` : versioned prompt templates (μ² reasoning synthesis, rewriting, translation, PET/CT split, …).

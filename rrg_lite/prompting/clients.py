@@ -37,6 +37,8 @@ from typing import Any, Protocol, Sequence
 
 __all__ = [
     "ChatRequest",
+    "client_identity",
+    "cache_key",
     "LLMClient",
     "LLMError",
     "TransientLLMError",
@@ -56,6 +58,8 @@ class ChatRequest:
     ``messages`` is a tuple of ``(role, content)`` pairs. ``variant`` numbers the re-asks of the same prompt after a
     malformed reply: it is part of the cache key (so the re-ask is a new call) and shifts the sampling seed.
     ``model`` is the name the server knows the model by; offline and local clients ignore it.
+    ``prompt_id`` names the prompt's version (e.g. ``"mu2.answer@v1"``); it is part of the cache key, so a new
+    prompt version never reuses the old version's replies, but it is not sent to the server.
     """
 
     messages: tuple[tuple[str, str], ...]
@@ -65,6 +69,7 @@ class ChatRequest:
     max_tokens: int = 512
     seed: int = 0
     variant: int = 0
+    prompt_id: str | None = None
 
     def __post_init__(self):
         if not self.messages:
@@ -95,7 +100,7 @@ class ChatRequest:
         return ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "model": self.model,
             "messages": [{"role": r, "content": c} for r, c in self.messages],
             "temperature": self.temperature,
@@ -104,19 +109,49 @@ class ChatRequest:
             "seed": self.seed,
             "variant": self.variant,
         }
+        if self.prompt_id is not None:   # absent when unset: keys of requests without a prompt id stay as they were
+            out["prompt_id"] = self.prompt_id
+        return out
 
     def key(self) -> str:
-        """SHA-256 of the canonical JSON of everything that can change the answer (the cache key)."""
-        canonical = json.dumps(self.as_dict(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        """SHA-256 of the canonical JSON of the request (messages, model name, sampling, seed, variant, prompt id).
+
+        This identifies the *request*; the cache key (:func:`cache_key`) adds the client that answers it.
+        """
+        return _sha256(self.as_dict())
 
     def openai_payload(self) -> dict[str, Any]:
         """The body of ``POST /chat/completions``; a re-ask (variant k) samples with seed + k."""
         body = self.as_dict()
         body.pop("variant")
+        body.pop("prompt_id", None)
         body["seed"] = self.seed + self.variant
         body["stream"] = False
         return body
+
+
+def _sha256(obj) -> str:
+    canonical = json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def client_identity(client) -> dict[str, Any]:
+    """What about ``client`` changes its answers: its kind, endpoint and model (``client.identity()`` if it has one).
+
+    A client without an ``identity()`` method is identified by its class and ``name``.
+    """
+    ident = getattr(client, "identity", None)
+    if callable(ident):
+        return dict(ident())
+    return {"client": type(client).__name__, "name": getattr(client, "name", None)}
+
+
+def cache_key(request: ChatRequest, client) -> str:
+    """The cache key of ``request`` answered by ``client``: SHA-256 over the request and the client's identity.
+
+    Two models (or two servers) asked the same request get different keys, so neither is served the other's reply.
+    """
+    return _sha256({"request": request.as_dict(), "client": client_identity(client)})
 
 
 class LLMClient(Protocol):
@@ -172,6 +207,13 @@ class OpenAICompatibleClient:
         # Loopback servers (a local vLLM, the tests' server) must not be routed through an HTTP proxy.
         handlers = [urllib.request.ProxyHandler({})] if _is_loopback(parsed.hostname) else []
         self._opener = urllib.request.build_opener(*handlers)
+
+    def identity(self) -> dict[str, Any]:
+        """Endpoint and served model: both change the answer (the API key does not, and is never part of it)."""
+        parsed = urllib.parse.urlparse(self.base_url)
+        endpoint = urllib.parse.urlunparse((parsed.scheme.lower(), parsed.netloc.lower(), parsed.path.rstrip("/"),
+                                            "", "", ""))
+        return {"client": "openai-compatible", "endpoint": endpoint, "model": self.model}
 
     def chat(self, request: ChatRequest, timeout: float | None = 60.0) -> str:
         payload = request.openai_payload()
@@ -245,7 +287,12 @@ class HFLocalClient:
         self.tokenizer = tokenizer
         self.device = device
         self.name = name or model_id_or_path or type(model).__name__
+        self._source = model_id_or_path or getattr(getattr(model, "config", None), "_name_or_path", None)
         self._lock = threading.Lock()
+
+    def identity(self) -> dict[str, Any]:
+        """The local model (its id/path and class); give in-memory models distinct ``name=`` values."""
+        return {"client": "hf-local", "name": self.name, "source": self._source, "class": type(self.model).__name__}
 
     def _prompt_ids(self, request: ChatRequest):
         import torch

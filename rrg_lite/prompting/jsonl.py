@@ -7,10 +7,10 @@ not lost — it lives in the request cache, and the resumed run replays it witho
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
+
+from ..data.atomic import atomic_open
 
 __all__ = ["write_jsonl", "read_jsonl", "provenance"]
 
@@ -26,22 +26,13 @@ def provenance(stage: str, model: str, prompt_id: str | None, request_key: str |
 def write_jsonl(path: str | Path, records: Iterable[dict]) -> int:
     """Write ``records`` (one JSON object per line, UTF-8) atomically; returns how many were written."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     n = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for record in records:
-                if not isinstance(record, dict):
-                    raise TypeError(f"{path}: record {n} is {type(record).__name__}, not a dict")
-                f.write(json.dumps(record, ensure_ascii=False, sort_keys=False) + "\n")
-                n += 1
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "w") as f:
+        for record in records:
+            if not isinstance(record, dict):
+                raise TypeError(f"{path}: record {n} is {type(record).__name__}, not a dict")
+            f.write(json.dumps(record, ensure_ascii=False, sort_keys=False) + "\n")
+            n += 1
     return n
 
 

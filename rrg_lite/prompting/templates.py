@@ -61,7 +61,7 @@ class PromptTemplate:
     def request(self, *, model: str = "default", temperature: float = 0.0, top_p: float = 1.0,
                 max_tokens: int = 512, seed: int = 0, **values) -> ChatRequest:
         return ChatRequest(self.render(**values), model=model, temperature=temperature, top_p=top_p,
-                           max_tokens=max_tokens, seed=seed)
+                           max_tokens=max_tokens, seed=seed, prompt_id=self.id)
 
     def _regex(self) -> re.Pattern:
         parts, seen = ["^"], set()

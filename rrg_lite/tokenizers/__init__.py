@@ -15,5 +15,6 @@ Modules (import from the submodule; this file re-exports nothing):
 - :mod:`rrg_lite.tokenizers.linear`    ``LinearProjector`` — LLaVA's per-token linear / MLP projector, K = T*N
 - :mod:`rrg_lite.tokenizers.pooling`   ``SpatialPoolingProjector`` — M3D's 3-D average pooling of the patch grid + MLP
 - :mod:`rrg_lite.tokenizers.perceiver` ``PerceiverResampler`` — K learned latents cross-attend to all patch tokens
-- :mod:`rrg_lite.tokenizers.linvt`, :mod:`rrg_lite.tokenizers.mu2` — the text-conditioned LinVT / μ² tokenizers
+- :mod:`rrg_lite.tokenizers.linvt`     LinVT's blocks (refiner, hard top-k, multi-scale pooling, text-conditioned
+  aggregation); the μ² tokenizer that extends them lives in its paper's room, :mod:`rrg_lite.systems.mu2.tokenizer`
 """

@@ -15,11 +15,13 @@ image-LLM. It has two sub-modules, and μ² {cite}`li2025mu2` keeps both:
 
 Positions in LinVT are absolute: a learned frame embedding ``P_f(i)`` and token embedding ``P_t(j)`` are added
 to ``V[i, j]`` (:class:`AbsolutePositionEmbedding`). μ² replaces that with a relative bias inside attention
-(see :mod:`rrg_lite.tokenizers.mu2`), which is why :class:`Attention` takes an optional additive ``bias``.
+(see :mod:`rrg_lite.systems.mu2.tokenizer`), which is why :class:`Attention` takes an optional additive ``bias``.
 
 Shapes: ``B`` batch, ``T`` frames, ``N`` tokens per frame, ``D`` width (= the LLM hidden size), ``k`` kept
 tokens, ``M`` tokens after multi-scale pooling, ``Q`` learned queries (= output tokens), ``L`` question length.
-The tokenizer that assembles these blocks (with the μ² flags) is :class:`rrg_lite.tokenizers.mu2.Mu2Tokenizer`.
+The tokenizer that assembles these blocks (with the μ² flags) is :class:`rrg_lite.systems.mu2.tokenizer.Mu2Tokenizer`;
+the LinVT baseline is that tokenizer with every flag off (:func:`rrg_lite.systems.mu2.tokenizer.linvt_tokenizer`).
+This module never imports the μ² room: μ² extends LinVT, not the other way round.
 """
 from __future__ import annotations
 
@@ -40,7 +42,6 @@ __all__ = [
     "pooling_matrix",
     "fixed_multiscale_pool",
     "TextConditionedAggregation",
-    "linvt_tokenizer",
 ]
 
 
@@ -250,13 +251,3 @@ class TextConditionedAggregation(nn.Module):
             q = layer(q, keys, question, question_mask)
         weights = self.aggregate.scores(self.norm_q(q), self.norm_k(keys)).mean(dim=1)  # (B, Q, M)
         return weights @ (visual if values is None else values), weights
-
-
-def linvt_tokenizer(**config):
-    """The LinVT baseline as a tokenizer: :class:`~rrg_lite.tokenizers.mu2.Mu2Tokenizer` with every μ² flag off.
-
-    ``config`` are :class:`~rrg_lite.tokenizers.mu2.Mu2Config` fields (``in_dim``, ``dim``, ``k``, ...).
-    """
-    from .mu2 import Mu2Config, Mu2Tokenizer  # mu2 builds on this module, so import it lazily
-
-    return Mu2Tokenizer(Mu2Config(**{**config, "rpe": False, "dts": False, "dmtp": False}))

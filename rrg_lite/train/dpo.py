@@ -235,21 +235,27 @@ class DPOCollator:
         return batch
 
 
-@torch.no_grad()
 def precompute_reference_logps(model: torch.nn.Module, pairs: Sequence[dict], collate: Callable[[list], dict],
-                               batch_size: int = 8,
-                               logps_fn: Callable = model_sequence_logprobs) -> list[dict]:
-    """Adds ``ref_chosen_logps`` / ``ref_rejected_logps`` to each pair, scored by ``model`` (the SFT model)."""
-    was_training = model.training
-    model.eval()
+                               batch_size: int = 8, logps_fn: Callable = model_sequence_logprobs,
+                               progress: bool = False, shard: bool | str = "auto") -> list[dict]:
+    """Adds ``ref_chosen_logps`` / ``ref_rejected_logps`` to each pair, scored by ``model`` (the SFT model).
+
+    Batches are scored on the model's device (:func:`rrg_lite.mllm.inference.batched_inference`), split over
+    processes under ``accelerate launch``.
+    """
+    from rrg_lite.mllm.inference import batched_inference
+
+    def score(m, sides):
+        return torch.stack([logps_fn(m, sides["chosen"]), logps_fn(m, sides["rejected"])], dim=1)  # (B, 2)
+
+    def collate_pairs(chunk):
+        return {"chosen": collate([p["chosen"] for p in chunk]), "rejected": collate([p["rejected"] for p in chunk])}
+
+    logps = batched_inference(model, pairs, score, batch_size=batch_size, collate=collate_pairs,
+                              progress=progress, desc="reference log-probs", shard=shard)
     out = []
-    for start in range(0, len(pairs), batch_size):
-        chunk = pairs[start:start + batch_size]
-        lc = logps_fn(model, collate([p["chosen"] for p in chunk]))
-        lr = logps_fn(model, collate([p["rejected"] for p in chunk]))
-        for p, c, r in zip(chunk, lc.tolist(), lr.tolist()):
-            if not (math.isfinite(c) and math.isfinite(r)):
-                raise ValueError(f"non-finite reference log-probability for pair {p.get('id', start)}")
-            out.append({**p, "ref_chosen_logps": c, "ref_rejected_logps": r})
-    model.train(was_training)
+    for i, (p, (c, r)) in enumerate(zip(pairs, (row.tolist() for row in logps))):
+        if not (math.isfinite(c) and math.isfinite(r)):
+            raise ValueError(f"non-finite reference log-probability for pair {p.get('id', i)}")
+        out.append({**p, "ref_chosen_logps": c, "ref_rejected_logps": r})
     return out

@@ -9,31 +9,31 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import torch
-from tqdm.auto import tqdm
-
+from rrg_lite.mllm.inference import batched_inference, unwrap_model
 from rrg_lite.mllm.prompt import MLLMCollator
 
+_MODEL_KEYS = ("input_ids", "attention_mask", "images", "features", "visual_embeds")
 
-@torch.no_grad()
+
 def generate_reports(mllm, examples: Sequence[dict], batch_size: int = 32, max_new_tokens: int = 200,
-                     progress: bool = True, desc: str = "generate", **gen_kwargs) -> list[str]:
-    """Left-pad, generate and decode every example, in order (greedy unless ``do_sample=True`` is passed)."""
-    if any("labels" in e for e in examples):
-        examples = [{k: v for k, v in e.items() if k != "labels"} for e in examples]
-    collate = MLLMCollator(mllm.tokenizer.pad_token_id, padding_side="left")
-    was_training = mllm.training
-    mllm.eval()
-    device = next(mllm.parameters()).device
-    out: list[str] = []
-    for start in tqdm(range(0, len(examples), batch_size), desc=desc, disable=not progress):
-        chunk = [{k: v for k, v in e.items() if k in ("input_ids", "attention_mask", "images", "features", "visual_embeds")}
-                 for e in examples[start: start + batch_size]]
-        batch = collate(chunk)
-        batch = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
-        out.extend(mllm.generate_text(**batch, max_new_tokens=max_new_tokens, **gen_kwargs))
-    mllm.train(was_training)
-    return out
+                     progress: bool = True, desc: str = "generate", shard: bool | str = "auto",
+                     **gen_kwargs) -> list[str]:
+    """Left-pad, generate and decode every example, in order (greedy unless ``do_sample=True`` is passed).
+
+    Batches follow the model's device (:func:`rrg_lite.mllm.inference.batched_inference`); under
+    ``accelerate launch`` each process generates its shard and every process gets all reports back, in order.
+    With ``num_return_sequences=r`` the result holds r reports per example, consecutive.
+    """
+    items = [{k: v for k, v in e.items() if k in _MODEL_KEYS} for e in examples]
+    r = int(gen_kwargs.get("num_return_sequences", 1))
+
+    def generate(model, batch):
+        return unwrap_model(model).generate_text(**batch, max_new_tokens=max_new_tokens, **gen_kwargs)
+
+    out = batched_inference(mllm, items, generate, batch_size=batch_size,
+                            collate=MLLMCollator(mllm.tokenizer.pad_token_id, padding_side="left"),
+                            progress=progress, desc=desc, shard=shard, per_item=r)
+    return out if r == 1 else [text for group in out for text in group]
 
 
 def score_generated(preds: Sequence[str], refs: Sequence[str], labeler: str = "ctrate",

@@ -156,37 +156,39 @@ def read_pairs(path: str | Path) -> list[dict]:
 
 
 # ------------------------------------------------------------------ MLLM glue: cached visual tokens, pair examples
-@torch.no_grad()
-def cache_visual_tokens(mllm, examples: Sequence[dict], batch_size: int = 32, slot: str = "image") -> list[dict]:
+def cache_visual_tokens(mllm, examples: Sequence[dict], batch_size: int = 32, slot: str = "image",
+                        shard: bool | str = "auto") -> list[dict]:
     """Replace each example's ``features`` by the visual tokens the (frozen) tokenizer makes of them.
 
-    Returns copies with ``visual_embeds`` (n_images, K, D) and no ``features``. With the tokenizer frozen, DPO then
-    trains the language model only and skips the tokenizer's forward (much cheaper on a CPU). The tokens are
-    computed with the example's own prompt (μ²'s tokenizer reads the question), exactly as in ``mllm(...)``.
+    Returns copies with ``visual_embeds`` (n_images, K, D) (on the CPU) and no ``features``. With the tokenizer
+    frozen, DPO then trains the language model only and skips the tokenizer's forward (much cheaper on a CPU).
+    The tokens are computed with the example's own prompt (μ²'s tokenizer reads the question), exactly as in
+    ``mllm(...)``, on the model's device (:func:`rrg_lite.mllm.inference.batched_inference`).
     """
+    from rrg_lite.mllm.inference import batched_inference, unwrap_model
     from rrg_lite.mllm.prompt import MLLMCollator
 
+    base = unwrap_model(mllm)
     captured: list[torch.Tensor] = []
-    hook = mllm.projectors[slot].register_forward_hook(lambda mod, args, out: captured.append(out.detach()))
-    collate = MLLMCollator(mllm.tokenizer.pad_token_id)
-    was_training = mllm.training
-    mllm.eval()
-    out: list[dict] = []
+
+    def tokens(model, batch):
+        captured.clear()
+        base.build_inputs(batch["input_ids"], batch["attention_mask"], None, features=batch["features"])
+        counts = [f.shape[0] for f in batch["features"]]
+        return list(torch.split(torch.cat(captured), counts))  # one (n_images, K, D) per example
+
+    hook = base.projectors[slot].register_forward_hook(lambda mod, args, out: captured.append(out.detach()))
+    items = [{k: v for k, v in e.items() if k != "labels"} for e in examples]
     try:
-        for start in range(0, len(examples), batch_size):
-            chunk = [{k: v for k, v in e.items() if k != "labels"} for e in examples[start:start + batch_size]]
-            batch = collate(chunk)
-            captured.clear()
-            mllm.build_inputs(batch["input_ids"], batch["attention_mask"], None, features=batch["features"])
-            tokens = torch.cat(captured)  # (n_images in chunk, K, D)
-            counts = [e["features"].shape[0] for e in chunk]
-            for e, t in zip(examples[start:start + batch_size], torch.split(tokens, counts)):
-                new = {k: v for k, v in e.items() if k != "features"}
-                new["visual_embeds"] = t.clone()
-                out.append(new)
+        per_example = batched_inference(mllm, items, tokens, batch_size=batch_size,
+                                        collate=MLLMCollator(base.tokenizer.pad_token_id), shard=shard)
     finally:
         hook.remove()
-        mllm.train(was_training)
+    out: list[dict] = []
+    for e, t in zip(examples, per_example):
+        new = {k: v for k, v in e.items() if k != "features"}
+        new["visual_embeds"] = t.clone()
+        out.append(new)
     return out
 
 

@@ -1,6 +1,6 @@
 """Where a text-conditioned tokenizer looks: question-to-CT attention mapped back onto the volume (μ² Fig. 5).
 
-:class:`rrg_lite.tokenizers.mu2.Mu2Tokenizer` returns ``token_weights`` (B, Q, T·N): how much of each input
+:class:`rrg_lite.systems.mu2.tokenizer.Mu2Tokenizer` returns ``token_weights`` (B, Q, T·N): how much of each input
 token position ends up in each output token (aggregation × pooling × selection — all linear). Each position is
 one ViT patch of one frame, so the weights are a heat map over the volume once they are put back in place:
 
@@ -14,6 +14,8 @@ real depth are cut off), :func:`plot_attention_overlay` draws it over CT slices,
 from __future__ import annotations
 
 import numpy as np
+
+from rrg_lite.viz.style import FULL_WIDTH
 import torch
 
 __all__ = ["attention_volume", "body_part_mass", "plot_attention_overlay", "plot_selection"]
@@ -66,7 +68,8 @@ def plot_attention_overlay(ct: np.ndarray, heat: np.ndarray, slices=None, axes=N
         slices = sorted(np.argsort(per_slice)[-4:].tolist())
     n = len(slices) + int(coronal)
     if axes is None:
-        _, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.8))
+        panel = FULL_WIDTH / n  # n panels share the column
+        _, axes = plt.subplots(1, n, figsize=(FULL_WIDTH, panel + 0.7))
     lo, hi = window
     vmax = float(heat.max()) or 1.0
     for ax, z in zip(axes, slices):
@@ -95,7 +98,7 @@ def plot_selection(hard_index, alpha, num_tokens: int, axes=None):
     import matplotlib.pyplot as plt
 
     if axes is None:
-        _, axes = plt.subplots(2, 1, figsize=(8, 3.6), sharex=True)
+        _, axes = plt.subplots(2, 1, figsize=(FULL_WIDTH, 3.6), sharex=True)
     kept = np.zeros((1, num_tokens))
     kept[0, np.asarray(hard_index)] = 1
     axes[0].imshow(kept, aspect="auto", cmap="Greys", vmin=0, vmax=1)

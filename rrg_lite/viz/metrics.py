@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from rrg_lite.viz.style import figsize
+
 
 def plot_metric_by_error(table, metrics, kind_col: str = "kind", ax=None, order=None):
     """Grouped bars: mean of each metric (columns of ``table``) per error kind, with 95% normal-approx. error bars.
@@ -14,7 +16,7 @@ def plot_metric_by_error(table, metrics, kind_col: str = "kind", ax=None, order=
     import matplotlib.pyplot as plt
 
     if ax is None:
-        _, ax = plt.subplots(figsize=(10, 4))
+        _, ax = plt.subplots(figsize=figsize(1.0, 0.6))
     kinds = list(order) if order is not None else list(dict.fromkeys(table[kind_col]))
     width = 0.8 / len(metrics)
     x = np.arange(len(kinds))
@@ -25,10 +27,11 @@ def plot_metric_by_error(table, metrics, kind_col: str = "kind", ax=None, order=
         ax.bar(x + (j - (len(metrics) - 1) / 2) * width, mean, width, yerr=1.96 * np.nan_to_num(sem), label=m,
                capsize=2)
     ax.set_xticks(x)
-    ax.set_xticklabels(kinds, rotation=20)
+    ax.set_xticklabels(kinds, rotation=20, ha="right")
     ax.set_ylabel("score vs the reference")
     ax.set_ylim(0, 1.05)
-    ax.legend(ncol=min(len(metrics), 6), fontsize=8, loc="lower left")
+    # below the axes: inside, it covered the bars
+    ax.legend(ncol=min(len(metrics), 4), loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
     ax.set_title("One controlled error per pair: which metric notices it?")
     return ax
 
@@ -38,7 +41,7 @@ def plot_lengths(length_result, ax=None, labels=("generated", "reference")):
     import matplotlib.pyplot as plt
 
     if ax is None:
-        _, ax = plt.subplots(figsize=(6, 3.5))
+        _, ax = plt.subplots(figsize=figsize(0.85, 0.55))
     ex = length_result.extra
     bins = np.arange(0, ex["grid"].max() + 2, 2)
     ax.hist(ex["len_pred"], bins=bins, density=True, alpha=0.3, label=f"{labels[0]} (histogram)")
@@ -47,5 +50,5 @@ def plot_lengths(length_result, ax=None, labels=("generated", "reference")):
     ax.plot(ex["grid"], ex["density_ref"], label=f"{labels[1]} KDE")
     ax.set_xlabel("words per report")
     ax.set_title(f"Report lengths: KL(ref || gen) = {length_result.value:.3f}")
-    ax.legend(fontsize=8)
+    ax.legend()
     return ax

@@ -18,7 +18,7 @@ import numpy as np
 
 from rrg_lite.data.transforms import WINDOWS, window as apply_window
 
-__all__ = ["show_slices", "slice_animation", "static_slice_viewer", "slice_viewer"]
+__all__ = ["show_slices", "slice_animation", "static_slice_viewer", "slice_viewer", "most_informative_slice"]
 
 
 def _display(volume: np.ndarray, win: str | tuple[float, float] | None) -> np.ndarray:
@@ -133,11 +133,59 @@ def _offline_player(html: str) -> str:
     return html
 
 
-def static_slice_viewer(volume: np.ndarray, **kwargs):
-    """The kernel-free, network-free viewer: ``IPython.display.HTML`` with every slice embedded as PNG."""
+def most_informative_slice(volume: np.ndarray, axis: int = 0, overlay: np.ndarray | None = None,
+                           window: str | tuple[float, float] | None = "lung") -> int:
+    """The slice a viewer should open on: the one with the most overlay (lesion) voxels when ``overlay`` has
+    any, else the one whose displayed grey levels are most varied — the highest entropy of a 32-bin histogram,
+    i.e. the most kinds of tissue in view (the first slice of a CT is often air or the neck; a plain standard
+    deviation prefers a slice that is half body, half air)."""
+    if overlay is not None:
+        counts = (np.asarray(overlay) > 0).sum(axis=tuple(i for i in range(3) if i != axis))
+        if counts.max() > 0:
+            return int(np.argmax(counts))
+    shown = np.moveaxis(_display(volume, window), axis, 0)
+    entropy = []
+    for plane in shown:
+        hist, _ = np.histogram(plane, bins=32, range=(0.0, 1.0))
+        p = hist[hist > 0] / max(hist.sum(), 1)
+        entropy.append(float(-(p * np.log(p)).sum()))
+    return int(np.argmax(entropy))
+
+
+def static_slice_viewer(volume: np.ndarray, start: int | None = None, alt: str | None = None, **kwargs):
+    """The kernel-free, network-free viewer: ``IPython.display.HTML`` with every slice embedded as PNG.
+
+    It opens on slice ``start`` (default: :func:`most_informative_slice`), and its image carries ``alt`` text
+    (default: what the viewer shows and how to use it).
+    """
+    import re
+
     from IPython.display import HTML
 
-    return HTML(_offline_player(slice_animation(volume, **kwargs).to_jshtml(default_mode="once")))
+    axis = kwargs.get("axis", 0)
+    step = max(1, kwargs.get("step", 1))
+    if start is None:
+        start = most_informative_slice(volume, axis=axis, overlay=kwargs.get("overlay"),
+                                       window=kwargs.get("window", "lung"))
+    n = np.asarray(volume).shape[axis]
+    if not 0 <= start < n:
+        raise IndexError(f"start slice {start} is outside 0..{n - 1} along axis {axis}")
+    frame = start // step
+    if alt is None:
+        alt = (f"Slice viewer: {n} slices along axis {axis}, opening on slice {frame * step}; "
+               "use the buttons or the slider to step through the volume.")
+    html = _offline_player(slice_animation(volume, **kwargs).to_jshtml(default_mode="once"))
+    html = re.sub(r'<img id="(_anim_img\w+)">', lambda m: f'<img id="{m.group(1)}" alt="{_escape(alt)}">', html)
+    # matplotlib's player always starts on frame 0; move it once the player exists (same timeout callback).
+    html = re.sub(r"(anim(\w+) = new Animation\([^;]*\);)", lambda m: f"{m.group(1)} anim{m.group(2)}.set_frame({frame});",
+                  html, count=1)
+    return HTML(html)
+
+
+def _escape(text: str) -> str:
+    import html
+
+    return html.escape(text, quote=True)
 
 
 def slice_viewer(volume: np.ndarray, spacing: Sequence[float] | None = None, overlay: np.ndarray | None = None,

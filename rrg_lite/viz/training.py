@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Mapping
 
+from rrg_lite.viz.style import figsize
+
 
 def plot_losses(histories: Mapping[str, list[dict]], ax=None, consecutive: bool = True, title: str = "training loss"):
     """Plot ``history`` lists from :func:`rrg_lite.train.loop.train` (entries with a ``loss``).
@@ -12,7 +14,7 @@ def plot_losses(histories: Mapping[str, list[dict]], ax=None, consecutive: bool 
     import matplotlib.pyplot as plt
 
     if ax is None:
-        _, ax = plt.subplots(figsize=(7, 3.2))
+        _, ax = plt.subplots(figsize=figsize(1.0, 0.45))
     offset = 0
     for name, history in histories.items():
         rows = [h for h in history if "loss" in h]

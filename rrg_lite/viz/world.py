@@ -6,6 +6,7 @@ from typing import Sequence
 import numpy as np
 
 from rrg_lite.data.transforms import window
+from rrg_lite.viz.style import FULL_WIDTH
 
 
 def _pick_slices(study, n: int) -> list[int]:
@@ -33,7 +34,8 @@ def show_ct_with_masks(study, n: int = 4, regions: Sequence[str] = ("lung", "hea
     from matplotlib.colors import ListedColormap
 
     idx = _pick_slices(study, n)
-    fig, axes = plt.subplots(2, len(idx), figsize=(3 * len(idx), 6.2), squeeze=False)
+    panel = FULL_WIDTH / len(idx)  # the column shared by the slices: panels as large as the page allows
+    fig, axes = plt.subplots(2, len(idx), figsize=(FULL_WIDTH, 2 * panel + 0.9), squeeze=False)
     masks = study.region_masks
     colours = plt.cm.tab10(np.arange(len(regions)))
     for c, k in enumerate(idx):
@@ -50,8 +52,8 @@ def show_ct_with_masks(study, n: int = 4, regions: Sequence[str] = ("lung", "hea
                 axes[1, c].imshow(np.ma.masked_where(~m, m), cmap=ListedColormap([colours[j]]), alpha=0.45)
         axes[0, c].set_title(f"slice {k}", fontsize=9)
     handles = [plt.Rectangle((0, 0), 1, 1, color=colours[j]) for j in range(len(regions))]
-    fig.legend(handles, regions, loc="lower center", ncol=len(regions), fontsize=8)
-    fig.suptitle(f"{study.study_id}: CT with findings (red) and Reg2RG region masks")
+    fig.legend(handles, regions, loc="lower center", ncol=len(regions), frameon=False)
+    fig.suptitle(f"{study.study_id}: findings outlined in red (top), Reg2RG region masks (bottom)")
     fig.tight_layout(rect=(0, 0.05, 1, 0.97))
     return fig
 
@@ -63,7 +65,8 @@ def show_pet_over_ct(study, n: int = 4, suv_max: float = 8.0):
     if study.pet is None:
         raise ValueError(f"study {study.study_id} has no PET")
     idx = _pick_slices(study, n)
-    fig, axes = plt.subplots(1, len(idx) + 1, figsize=(3 * (len(idx) + 1), 3.6))
+    panel = FULL_WIDTH / (len(idx) + 1)
+    fig, axes = plt.subplots(1, len(idx) + 1, figsize=(FULL_WIDTH, 1.15 * panel + 0.8))
     mip = study.pet.max(axis=1)  # coronal maximum-intensity projection, as PET readers look at it first
     aspect = study.spacing[0] / study.spacing[2]
     axes[0].imshow(mip, cmap="gray_r", vmin=0, vmax=suv_max, aspect=aspect)
@@ -74,7 +77,8 @@ def show_pet_over_ct(study, n: int = 4, suv_max: float = 8.0):
         a.set_title(f"fused, slice {k}", fontsize=9)
     for a in axes:
         a.axis("off")
-    fig.suptitle(f"{study.study_id}: hot = physiological (brain, heart, kidneys, bladder) or a hypermetabolic lesion")
+    fig.suptitle(f"{study.study_id}: hot = physiological uptake (brain, heart, kidneys, bladder)\n"
+                 "or a hypermetabolic lesion", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -85,7 +89,8 @@ def show_xray(study, axes=None, kinds=("finding",), title: str | None = None):
 
     views = list(study.images)
     if axes is None:
-        fig, axes = plt.subplots(1, len(views), figsize=(4 * len(views), 4.2), squeeze=False)
+        panel = FULL_WIDTH / max(len(views), 2)
+        fig, axes = plt.subplots(1, len(views), figsize=(panel * len(views), panel + 0.6), squeeze=False)
         axes = axes[0]
     else:
         fig = axes[0].figure
@@ -96,7 +101,9 @@ def show_xray(study, axes=None, kinds=("finding",), title: str | None = None):
             if b["view"] == view and b["kind"] in kinds:
                 x1, y1, x2, y2 = b["box"]
                 a.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, color=colours[b["kind"]], lw=1.2))
-                a.text(x1, y1 - 1, b["label"], color=colours[b["kind"]], fontsize=7)
+                # 8 pt (the style's floor) on a dark chip, so a label stays readable over bone and over other boxes
+                a.text(x1, y1 - 1, b["label"], color=colours[b["kind"]], fontsize=8, va="bottom",
+                       bbox=dict(facecolor="black", alpha=0.55, pad=0.5, linewidth=0))
         a.set_title(f"{view} ({study.views[view]})", fontsize=9)
         a.axis("off")
     if title:
@@ -110,12 +117,12 @@ def show_prior_vs_current(study):
 
     if study.prior is None:
         raise ValueError(f"study {study.study_id} has no prior")
-    fig, axes = plt.subplots(1, 2, figsize=(8, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(FULL_WIDTH, FULL_WIDTH / 2 + 0.7))
     for a, s, name in ((axes[0], study.prior, "prior"), (axes[1], study, "current")):
         show_xray(s, axes=[a], kinds=("finding",))
         a.set_title(f"{name}, day {s.days}", fontsize=9)
     changes = ", ".join(f"{f.kind.replace('_', ' ')}: {f.change}" for f in study.findings if f.change)
-    fig.suptitle(changes or "no changes", fontsize=9)
+    fig.suptitle(changes or "no changes", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -126,7 +133,7 @@ def label_bars(freqs: dict[str, dict[str, float]], ax=None, title: str = ""):
 
     names = list(freqs)
     if ax is None:
-        _, ax = plt.subplots(figsize=(8, 0.28 * len(names) + 1))
+        _, ax = plt.subplots(figsize=(FULL_WIDTH, 0.26 * len(names) + 1.2))
     left = np.zeros(len(names))
     for key, colour in (("positive", "tab:red"), ("uncertain", "tab:orange"), ("negative", "tab:blue"),
                         ("missing", "lightgray")):
@@ -136,6 +143,7 @@ def label_bars(freqs: dict[str, dict[str, float]], ax=None, title: str = ""):
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
     ax.set_xlabel("fraction of studies")
-    ax.set_title(title)
-    ax.legend(fontsize=7, loc="lower right")
+    # the legend sits above the bars (it used to cover them), the title above the legend
+    ax.set_title(title, pad=22)
+    ax.legend(ncol=4, loc="lower left", bbox_to_anchor=(0, 1.0), frameon=False, borderaxespad=0.2)
     return ax

@@ -21,6 +21,10 @@ The defaults are chosen so that each paper's mechanism has something to do on a 
   (new, increased, decreased, resolved, unchanged) are only knowable from the prior (LLM-RG4's "with prior").
 * ``p_input_agnostic_xray = 0.3``: a third of X-ray reports carry one or two sentences that no image can support
   (a comparison with an unseen study, a phone call, a recommendation), each tagged, for LLM-RG4's rewriting story.
+
+Chapter 4's encoders (:mod:`rrg_lite.profiles.encoders`) read the world with one departure from these defaults:
+CT lesions 1.5x larger (``lesion_size_scale=1.5``, as chapter 5 does) on a chest scan range; they also resize every
+CT to 32×64×64 and standardise each voxel against the training studies — preprocessing, not world, changes.
 """
 from __future__ import annotations
 

@@ -28,12 +28,17 @@ def read_amosmm(root: str | Path, split: str = "train", json_name: str = "datase
         raise DataFormatError(f"{path}: AMOS-MM dataset.json not found")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataFormatError(f"{path}: not valid JSON ({exc})") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataFormatError(f"{path}: not valid JSON ({exc})",
+                              hint="fix the JSON (python -m json.tool shows where it breaks)") from exc
+    if not isinstance(data, dict):
+        raise DataFormatError(f"{path}: expected a JSON object with split lists, got {type(data).__name__}")
     keys = _SPLIT_KEYS.get(split, (split,))
     items = next((data[k] for k in keys if k in data), None)
     if items is None:
         raise DataFormatError(f"{path}: no {split!r} list (looked for keys {keys}); has {list(data)}")
+    if not isinstance(items, list):
+        raise DataFormatError(f"{path}: {split!r} must be a list of cases, got {type(items).__name__}")
     problems = Problems(skip_bad)
     ann = read_annotations(root / "world_annotations.jsonl")
     records = []
@@ -43,9 +48,17 @@ def read_amosmm(root: str | Path, split: str = "train", json_name: str = "datase
             problems(where, "case has no 'image' key")
             continue
         rel = item["image"]
+        if not isinstance(rel, str) or not rel.strip():
+            # an empty path would resolve to the dataset folder itself and pass the existence check
+            problems(where, f"'image' must be a non-empty path, got {rel!r}")
+            continue
         img = (root / rel) if not Path(rel).is_absolute() else Path(rel)
-        if require_images and not img.exists():
+        if require_images and not img.is_file():
             problems(where, f"image {img} not found")
+            continue
+        bad = _case_shape_error(item)
+        if bad:
+            problems(where, bad)
             continue
         rep = (item.get("labels") or {}).get("report") or item.get("report") or {}
         fnd = rep.get("findings", "")
@@ -72,3 +85,26 @@ def read_amosmm(root: str | Path, split: str = "train", json_name: str = "datase
     if not records:
         raise DataFormatError(f"{path}: no usable {split} cases")
     return records
+
+
+def _case_shape_error(item: dict) -> str | None:
+    """Why a case is not shaped as documented above (so that no raw AttributeError escapes), or None."""
+    labels = item.get("labels")
+    if labels is not None and not isinstance(labels, dict):
+        return f"'labels' must be an object, got {type(labels).__name__}"
+    rep = (labels or {}).get("report") or item.get("report") or {}
+    if not isinstance(rep, dict):
+        return f"'report' must be an object with 'findings' and 'impression', got {type(rep).__name__}"
+    fnd = rep.get("findings", "")
+    if isinstance(fnd, dict):
+        for part, v in fnd.items():
+            if v is not None and not isinstance(v, str):
+                return f"findings[{part!r}] must be text, got {type(v).__name__}"
+    elif fnd is not None and not isinstance(fnd, str):
+        return f"'findings' must be text or an object body part → text, got {type(fnd).__name__}"
+    if rep.get("impression") is not None and not isinstance(rep["impression"], str):
+        return f"'impression' must be text, got {type(rep['impression']).__name__}"
+    qa = (labels or {}).get("qa") or item.get("qa") or []
+    if not isinstance(qa, list) or not all(isinstance(q, dict) for q in qa):
+        return "'qa' must be a list of objects {question, answer, ...}"
+    return None

@@ -13,10 +13,14 @@ from ..manifest import DataFormatError
 log = logging.getLogger("rrg_lite.data")
 
 
+SKIP_HINT = "fix or remove this entry, or rerun with --skip-bad (skip_bad=True) to skip such entries (they are counted)"
+
+
 class Problems:
     """Bad rows/files: raise at once (default) or, with ``skip_bad=True``, count and log them.
 
-    ``problems.skipped`` is a list of (file, reason); readers return it in ``problems`` for the caller to report.
+    ``problems.skipped`` is a list of (file, reason). Each skip is logged at INFO as one ``skipped: <where>:
+    <reason>`` line (the converter CLIs show them), and :meth:`summary` logs the count at WARNING.
     """
 
     def __init__(self, skip_bad: bool = False):
@@ -25,8 +29,18 @@ class Problems:
 
     def __call__(self, where: str | Path, reason: str) -> None:
         if not self.skip_bad:
-            raise DataFormatError(f"{where}: {reason}")
+            raise DataFormatError(f"{where}: {reason}", hint=SKIP_HINT)
         self.skipped.append((str(where), reason))
+        log.info("skipped: %s: %s", where, reason)
+
+    def error(self, exc: Exception, where: str | Path | None = None) -> None:
+        """Like calling the object, for an exception whose message already names its file."""
+        if not self.skip_bad:
+            if isinstance(exc, DataFormatError) and exc.hint is None:
+                exc.hint = SKIP_HINT
+            raise exc
+        self.skipped.append((str(where or ""), str(exc)))
+        log.info("skipped: %s", exc)
 
     def summary(self, what: str) -> None:
         if self.skipped:
@@ -37,7 +51,8 @@ def read_csv(path: str | Path, required: tuple[str, ...], what: str = "CSV") -> 
     """A CSV as strings (NaN for blanks) with ``required`` columns checked; errors name the file."""
     path = Path(path)
     if not path.exists():
-        raise DataFormatError(f"{path}: {what} file not found")
+        raise DataFormatError(f"{path}: {what} file not found",
+                              hint="check that --root points at the dataset folder in its published layout")
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=True)
     except Exception as exc:

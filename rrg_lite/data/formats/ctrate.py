@@ -67,7 +67,9 @@ def read_ctrate(root: str | Path, split: str = "train", require_images: bool = T
     """CT-RATE split → one record per volume (report sections, 18 labels, rescale hints from the metadata CSV).
 
     Errors (or counted skips with ``skip_bad``): a missing CSV, a missing label column, a volume without a report
-    (empty findings and impression), a volume file that is not there (when ``require_images``).
+    (empty findings and impression), a volume file that is not there (when ``require_images``), a ``VolumeName``
+    listed twice in the reports CSV (the later row is skipped), or twice with different values in the labels or
+    metadata CSV (the volume is skipped: which row is right cannot be known).
     """
     root = Path(root)
     prefix, word = split_words(split)
@@ -76,29 +78,57 @@ def read_ctrate(root: str | Path, split: str = "train", require_images: bool = T
     reports = read_csv(rep_path, ("VolumeName", "Findings_EN", "Impressions_EN"), "CT-RATE reports")
     lab_path = root / "multi_abnormality_labels" / f"{prefix}_predicted_labels.csv"
     labels = {}
+    # Duplicate VolumeName rows: identical duplicates are harmless; differing ones make the volume ambiguous
+    # (which labels / rescale are right?), so it is an error, or a counted skip of that volume.
+    ambiguous: set[str] = set()
     if lab_path.exists() or labels_required:
         lab = read_csv(lab_path, ("VolumeName", *CT_RATE_LABELS), "CT-RATE labels")
-        for _, row in lab.iterrows():
+        lab_line: dict[str, int] = {}
+        for i, row in lab.iterrows():
             vals = {}
             for name in CT_RATE_LABELS:
                 v = number(row[name])
                 if v is None or v not in (0.0, 1.0):
                     raise DataFormatError(f"{lab_path}: {row['VolumeName']}: label {name!r} must be 0 or 1, got {row[name]!r}")
                 vals[name] = v
-            labels[text(row["VolumeName"])] = vals
+            vname = text(row["VolumeName"])
+            if vname in labels and labels[vname] != vals:
+                problems(f"{lab_path}:{i + 2}", f"{vname}: duplicate VolumeName with different labels than on line "
+                                                f"{lab_line[vname]}; keep one row per volume")
+                ambiguous.add(vname)
+                continue
+            labels.setdefault(vname, vals)
+            lab_line.setdefault(vname, i + 2)
     meta_path = root / "metadata" / f"{word}_metadata.csv"
     meta = {}
     if meta_path.exists():
         md = read_csv(meta_path, ("VolumeName",), "CT-RATE metadata")
-        for _, row in md.iterrows():
-            meta[text(row["VolumeName"])] = {
-                "rescale_slope": number(row.get("RescaleSlope")), "rescale_intercept": number(row.get("RescaleIntercept")),
-                "xy_spacing": _xy_spacing(row.get("XYSpacing")), "z_spacing": number(row.get("ZSpacing"))}
+        meta_line: dict[str, int] = {}
+        for i, row in md.iterrows():
+            vname = text(row["VolumeName"])
+            m = {"rescale_slope": number(row.get("RescaleSlope")),
+                 "rescale_intercept": number(row.get("RescaleIntercept")),
+                 "xy_spacing": _xy_spacing(row.get("XYSpacing")), "z_spacing": number(row.get("ZSpacing"))}
+            if vname in meta and meta[vname] != m:
+                problems(f"{meta_path}:{i + 2}", f"{vname}: duplicate VolumeName with different rescale/spacing "
+                                                 f"than on line {meta_line[vname]}; keep one row per volume")
+                ambiguous.add(vname)
+                continue
+            meta.setdefault(vname, m)
+            meta_line.setdefault(vname, i + 2)
     ann = read_annotations(root / f"{prefix}_world_annotations.jsonl")
     records = []
+    report_line: dict[str, int] = {}
     for i, row in reports.iterrows():
         name = text(row["VolumeName"])
         where = f"{rep_path}:{i + 2}"
+        if name in report_line:
+            problems(where, f"{name}: duplicate VolumeName (first on line {report_line[name]}); one report row per "
+                            f"volume — the later row is not used")
+            continue
+        report_line[name] = i + 2
+        if name in ambiguous:
+            continue   # already reported (and counted) above
         try:
             parsed = parse_volume_name(name)
         except DataFormatError as exc:

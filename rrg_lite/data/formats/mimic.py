@@ -20,7 +20,7 @@ from pathlib import Path
 from rrg_lite.world.vocab import CHEXPERT_LABELS
 
 from ..manifest import DataFormatError, ImageRef, StudyRecord, link_priors
-from .common import Problems, number, read_csv, text
+from .common import Problems, log, number, read_csv, text
 
 _HEADER = re.compile(r"^\s*([A-Z][A-Z &/()-]*[A-Z)])\s*:", re.MULTILINE)
 _KNOWN = {"FINDINGS": "findings", "IMPRESSION": "impression", "INDICATION": "indication",
@@ -68,15 +68,21 @@ def image_path(root: Path, subject: str, study: str, dicom: str) -> Path | None:
 
 def read_mimic(root: str | Path, split: str | None = "train", reports_root: str | Path | None = None,
                require_images: bool = True, require_report: bool = True, skip_bad: bool = False,
-               views: tuple[str, ...] | None = None) -> list[StudyRecord]:
-    """One record per study of ``split`` ("train", "validate", "test"; None = all) with its images and priors."""
+               views: tuple[str, ...] | None = None, require_labels: bool = True) -> list[StudyRecord]:
+    """One record per study of ``split`` ("train", "validate", "test"; None = all) with its images and priors.
+
+    Errors (or counted skips with ``skip_bad``): an image of the metadata CSV that the split CSV does not list (its
+    split is unknown, so it is never silently left out or put in the wrong split), a study without a row in the
+    CheXpert CSV (unless ``require_labels=False``: it is kept with empty labels and counted in a warning), a
+    missing image or report file.
+    """
     root = Path(root)
     reports_root = Path(reports_root) if reports_root else root
     problems = Problems(skip_bad)
     meta, meta_path = _csv(root, "mimic-cxr-2.0.0-metadata.csv", ("dicom_id", "subject_id", "study_id",
                                                                    "ViewPosition"), "MIMIC metadata CSV")
-    splits, _ = _csv(root, "mimic-cxr-2.0.0-split.csv", ("dicom_id", "study_id", "subject_id", "split"),
-                     "MIMIC split CSV")
+    splits, split_path = _csv(root, "mimic-cxr-2.0.0-split.csv", ("dicom_id", "study_id", "subject_id", "split"),
+                              "MIMIC split CSV")
     chex, chex_path = _csv(root, "mimic-cxr-2.0.0-chexpert.csv", ("subject_id", "study_id", *CHEXPERT_LABELS),
                            "MIMIC CheXpert CSV")
     split_of = dict(zip(splits["dicom_id"], splits["split"]))
@@ -92,7 +98,11 @@ def read_mimic(root: str | Path, split: str | None = "train", reports_root: str 
     studies: dict[str, dict] = {}
     for i, row in meta.iterrows():
         dicom, subject, study = str(row["dicom_id"]), str(row["subject_id"]), str(row["study_id"])
-        if split is not None and split_of.get(dicom) != split:
+        if dicom not in split_of:
+            problems(f"{meta_path}:{i + 2}", f"dicom_id {dicom} (study {study}) is not in {split_path.name}, so its "
+                                             f"split is unknown; use the split file of the same release")
+            continue
+        if split is not None and split_of[dicom] != split:
             continue
         view = text(row.get("ViewPosition")) or None
         if views is not None and view not in views:
@@ -107,6 +117,7 @@ def read_mimic(root: str | Path, split: str | None = "train", reports_root: str 
                                     meta={"dicom_id": dicom, "rows": number(row.get("Rows")),
                                           "columns": number(row.get("Columns"))}))
     records = []
+    unlabelled = 0
     for study, s in studies.items():
         if not s["images"]:
             continue
@@ -122,12 +133,21 @@ def read_mimic(root: str | Path, split: str | None = "train", reports_root: str 
             problems(rpath, "report file not found")
             continue
         # frontal views first (PA before AP), then laterals: the order LLM-RG4 and M4CXR pick from
+        if study not in labels:
+            if require_labels:
+                problems(chex_path, f"study {study} (subject {subject}) has no row, so its labels are unknown; pass "
+                                    f"require_labels=False to keep such studies with empty labels")
+                continue
+            unlabelled += 1
         rank = {"PA": 0, "AP": 1, "LATERAL": 2, "LL": 3}
         s["images"].sort(key=lambda im: (rank.get(im.view, 9), im.meta["dicom_id"]))
         records.append(StudyRecord(study_id=study, dataset="mimic-cxr", split=split or "all", patient_id=subject,
                                    images=s["images"], report=report, labels=labels.get(study, {}),
                                    label_space="chexpert", meta={"order": list(s["order"])}))
     problems.summary(str(meta_path))
+    if unlabelled:
+        log.warning("%s: %d studies have no CheXpert row; kept with empty labels (require_labels=False)",
+                    chex_path, unlabelled)
     if not records:
         raise DataFormatError(f"{meta_path}: no usable studies for split {split!r}")
     # priors: order all of a subject's studies (across splits) by date and time

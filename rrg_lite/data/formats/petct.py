@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Iterable
 
 from rrg_lite.world.vocab import PET_REGIONS
 
@@ -16,14 +17,24 @@ from ..manifest import DataFormatError, ImageRef, StudyRecord
 from .common import Problems, read_annotations, text
 
 
-def read_petct(root: str | Path, skip_bad: bool = False, split: str = "train") -> list[StudyRecord]:
+def read_petct(root: str | Path, skip_bad: bool = False, split: str = "train",
+               studies: Iterable[str] | None = None) -> list[StudyRecord]:
+    """One record per study folder under ``root``; ``studies`` limits it to these folder names (in that order).
+
+    Errors (or counted skips with ``skip_bad``): a missing file, ``report.json`` that is not JSON or not shaped as
+    documented above (an object whose ``regions`` map region → {"pet", "ct"} text), an empty report.
+    """
     root = Path(root)
     if not root.is_dir():
         raise DataFormatError(f"{root}: PET/CT folder not found")
     problems = Problems(skip_bad)
     ann = read_annotations(root / "world_annotations.jsonl")
     records = []
-    for d in sorted(p for p in root.iterdir() if p.is_dir()):
+    if studies is None:
+        folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    else:
+        folders = [root / s for s in studies]
+    for d in folders:
         rp = d / "report.json"
         ct, pet = d / "CT.nii.gz", d / "PET.nii.gz"
         missing = [p.name for p in (rp, ct, pet) if not p.exists()]
@@ -32,8 +43,12 @@ def read_petct(root: str | Path, skip_bad: bool = False, split: str = "train") -
             continue
         try:
             rep = json.loads(rp.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             problems(rp, f"not valid JSON ({exc})")
+            continue
+        shape_error = _report_shape_error(rep)
+        if shape_error:
+            problems(rp, shape_error)
             continue
         regions = rep.get("regions") or {}
         parts = {r: {"pet": text((regions.get(r) or {}).get("pet", "")), "ct": text((regions.get(r) or {}).get("ct", ""))}
@@ -55,3 +70,23 @@ def read_petct(root: str | Path, skip_bad: bool = False, split: str = "train") -
     if not records:
         raise DataFormatError(f"{root}: no usable PET/CT studies")
     return records
+
+
+def _report_shape_error(rep) -> str | None:
+    """Why ``rep`` is not a report object as documented, or None."""
+    if not isinstance(rep, dict):
+        return f"expected a JSON object, got {type(rep).__name__}"
+    regions = rep.get("regions")
+    if regions is not None and not isinstance(regions, dict):
+        return f"'regions' must be an object region → {{'pet', 'ct'}}, got {type(regions).__name__}"
+    for name, part in (regions or {}).items():
+        if part is not None and not isinstance(part, dict):
+            return f"regions[{name!r}] must be an object with 'pet' and 'ct' text, got {type(part).__name__}"
+        for key in ("pet", "ct"):
+            v = (part or {}).get(key)
+            if v is not None and not isinstance(v, str):
+                return f"regions[{name!r}][{key!r}] must be text, got {type(v).__name__}"
+    for key in ("findings", "impression"):
+        if rep.get(key) is not None and not isinstance(rep[key], str):
+            return f"{key!r} must be text, got {type(rep[key]).__name__}"
+    return None

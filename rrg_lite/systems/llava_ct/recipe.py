@@ -1,4 +1,4 @@
-"""The chapter-4 experiment in functions: the LLaVA recipe on chest CT (synthetic world or a CT-RATE folder).
+"""The chapter-5 experiment in functions: the LLaVA recipe on chest CT (synthetic world or a CT-RATE folder).
 
     data = load_ct_report_data(cfg, seed)                           # volumes (n, C, D, H, W), reports, labels
     encoder = build_encoder(cfg); pretrain_on_labels(encoder, ...)  # stand-in for a pre-trained encoder
@@ -158,9 +158,10 @@ def make_ct_report_data(n_train: int, n_test: int, seed: int = 0, shape=(32, 64,
             ids.append(sid)
 
     if workers > 1:
-        from concurrent.futures import ProcessPoolExecutor
+        from rrg_lite.runtime import process_pool
 
-        with ProcessPoolExecutor(workers) as pool:
+        # spawned (never forked) workers, one thread each: a kernel is multi-threaded, and fork copies its locks
+        with process_pool(workers) as pool:
             collect(pool.map(_world_study, jobs, chunksize=8))
     else:
         collect(map(_world_study, jobs))
@@ -211,14 +212,73 @@ def load_ctrate_report_data(root: str | Path, n_train: int = 0, n_test: int = 0,
                         [r.study_id for r in records], len(train))
 
 
-def report_examples(mllm, features: torch.Tensor | None, reports: list[str] | None, with_image: bool = True,
-                    max_length: int | None = None, n: int | None = None) -> list[dict]:
+class CachedFeatures:
+    """A lazy (n, 1, N, E) view of a feature cache (:class:`rrg_lite.encoders.features.FeatureCache`, items (N, E)).
+
+    Indexing with a slice, a list or an index tensor gives another view (nothing is read); ``view[i]`` /
+    ``view.read(i)`` reads study i's features, (1, N, E). :func:`report_examples` on a view returns lazy examples,
+    so a training set larger than memory is read one batch at a time.
+    """
+
+    def __init__(self, cache, indices: Sequence[int] | None = None):
+        self.cache = cache
+        self.indices = list(range(len(cache))) if indices is None else [int(i) for i in indices]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        first = self.cache[self.indices[0]] if self.indices else self.cache[0]
+        return (len(self), 1, *first.shape)
+
+    def read(self, i: int) -> torch.Tensor:
+        """Study i's features, (1, N, E)."""
+        return self.cache[self.indices[i]][None]
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            return CachedFeatures(self.cache, self.indices[key])
+        if isinstance(key, torch.Tensor):
+            key = key.tolist()
+        if isinstance(key, (list, tuple)):
+            return CachedFeatures(self.cache, [self.indices[i] for i in key])
+        return self.read(int(key))
+
+
+class LazyExamples(torch.utils.data.Dataset):
+    """Examples whose token ids are built now and whose features are read from a :class:`CachedFeatures` view
+    when an example is taken (``len`` / indexing: usable wherever a list of examples is)."""
+
+    def __init__(self, texts: list[dict], features: CachedFeatures):
+        self.texts, self.features = texts, features
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return {**self.texts[i], "features": self.features.read(i)[None]}  # (1 image, T=1, N, E)
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+
+def report_examples(mllm, features: torch.Tensor | CachedFeatures | None, reports: list[str] | None,
+                    with_image: bool = True, max_length: int | None = None, n: int | None = None) -> list[dict]:
     """One training (``reports`` given) or generation (``reports=None``) example per study.
 
     ``with_image=False`` builds the text-only baseline's examples: the same instruction, no ``<image>``.
+    ``features`` may be a :class:`CachedFeatures` view: the examples are then lazy (:class:`LazyExamples`).
     """
     if n is None:
         n = len(features) if features is not None else len(reports)
+    if with_image and isinstance(features, CachedFeatures):
+        _, t, num_patches, _ = features.shape
+        texts = [mllm.encode_example(IMAGE_PROMPT, reports[i] if reports is not None else None, num_images=1,
+                                     num_frames=t, num_patches=num_patches, max_length=max_length) for i in range(n)]
+        return LazyExamples(texts, features)
     out = []
     for i in range(n):
         target = reports[i] if reports is not None else None
@@ -258,7 +318,7 @@ def resolve_weights(name_or_path: str | None) -> str | None:
 
 
 def build_encoder(cfg, in_channels: int | None = None, seed: int = 0):
-    """The profile's vision encoder: a small ViT-3D (``encoder="vit3d"``) or M3D-CLIP's ViT (``"m3d_clip"``).
+    """The profile's vision encoder: a small ViT-3D (``encoder="vit3d"``) or M3D-CLIP's ViT (``"m3d-clip"``).
 
     ``encoder_weights``: a local safetensors file or folder, or a Hub id (its ``*.safetensors`` files are fetched
     only because the caller named it; the CPU profile names none).
@@ -271,42 +331,62 @@ def build_encoder(cfg, in_channels: int | None = None, seed: int = 0):
         torch.manual_seed(seed)
         if cfg.encoder == "vit3d":
             return vit3d(img_size=tuple(cfg.volume_shape), patch_size=tuple(cfg.patch_size), in_channels=channels,
-                         embed_dim=cfg.encoder_dim, depth=cfg.encoder_depth, heads=_opt(cfg, "encoder_heads", 4),
+                         embed_dim=cfg.encoder_width, depth=cfg.encoder_depth, heads=_opt(cfg, "encoder_heads", 4),
                          patch_embed=_opt(cfg, "patch_embed", "conv"), stem_cell=tuple(_opt(cfg, "stem_cell", (2, 4, 4))),
                          stem_width=_opt(cfg, "stem_width", 32))
-        if cfg.encoder == "m3d_clip":
-            return m3d_clip_vit(resolve_weights(cfg.encoder_weights), img_size=tuple(cfg.volume_shape), patch_size=tuple(cfg.patch_size),
-                                in_channels=channels)
-    raise ValueError(f"unknown encoder {cfg.encoder!r}; choose 'vit3d' or 'm3d_clip'")
+        if cfg.encoder == "m3d-clip":
+            width = _opt(cfg, "encoder_width", 768)
+            return m3d_clip_vit(resolve_weights(cfg.encoder_weights), img_size=tuple(cfg.volume_shape),
+                                patch_size=tuple(cfg.patch_size), in_channels=channels, hidden_size=width,
+                                mlp_dim=4 * width, num_layers=_opt(cfg, "encoder_depth", 12),
+                                num_heads=_opt(cfg, "encoder_heads", 12))
+    raise ValueError(f"unknown encoder {cfg.encoder!r}; choose 'vit3d' or 'm3d-clip'")
 
 
 def build_language_model(cfg, train_reports: list[str], extra_texts=(), seed: int = 0):
-    """``(lm, tokenizer)``: a tiny Llama + word-level tokenizer (``cfg.llm is None``) or a pre-trained causal LM."""
+    """``(lm, tokenizer)``: a tiny Llama + word-level tokenizer (``cfg.llm == "tiny"``) or a pre-trained causal LM.
+
+    A pre-trained LM is loaded in fp32 even for bf16 runs: Accelerate's bf16 autocast then computes in bf16 while
+    the weights the optimizer updates (and its state) stay fp32 — pure-bf16 weights lose small updates.
+    """
     from rrg_lite.mllm.lm import load_causal_lm, tiny_llama
     from rrg_lite.mllm.text import build_word_tokenizer
 
-    if cfg.llm is None:
+    if cfg.llm == "tiny":
         tok = build_word_tokenizer(train_reports, extra_texts=extra_texts)
         lm = tiny_llama(tok, hidden_size=cfg.llm_hidden, num_layers=cfg.llm_layers, num_heads=4, num_kv_heads=2, seed=seed)
         return lm, tok
-    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    lm, tok = load_causal_lm(cfg.llm, dtype=dtype)
+    lm, tok = load_causal_lm(cfg.llm, dtype=torch.float32)
     return lm, tok
 
 
 def train_stage(mllm, examples: list[dict], collate, steps: int, lr: float, batch_size: int = 16, seed: int = 0,
                 name: str = "stage", grad_accum: int = 1, mixed_precision: str = "auto", warmup_steps: int | None = None,
-                progress: bool = True, log_every: int = 10):
+                progress: bool = True, log_every: int = 10, output_dir: str | None = None, save_every: int | None = None,
+                resume_from: str | None = None):
     """One stage of the recipe with :func:`rrg_lite.train.loop.train` (warmup + cosine); trains what
-    :func:`rrg_lite.mllm.stages.configure_stage` left trainable. Returns the ``TrainResult``."""
+    :func:`rrg_lite.mllm.stages.configure_stage` left trainable. Returns the ``TrainResult``.
+
+    ``output_dir``: the stage's checkpoints go there (``save_every`` steps and at the end); ``resume_from``: a
+    checkpoint folder or ``"latest"`` to continue an interrupted stage.
+    """
     from rrg_lite.train.loop import TrainConfig, train
 
     if steps < 1:
         raise ValueError(f"stage {name!r}: steps must be >= 1, got {steps}")
     warmup = min(20, steps // 10) if warmup_steps is None else warmup_steps
     cfg = TrainConfig(lr=lr, batch_size=batch_size, grad_accum=grad_accum, max_steps=steps, warmup_steps=warmup,
-                      seed=seed, log_every=log_every, mixed_precision=mixed_precision, desc=name, progress=progress)
+                      seed=seed, log_every=log_every, mixed_precision=mixed_precision, desc=name, progress=progress,
+                      output_dir=output_dir, save_every=save_every, resume_from=resume_from)
     return train(mllm, examples, cfg, collate_fn=collate)
+
+
+def stage_dir(cfg, name: str) -> str | None:
+    """``<cfg.output_dir>/<stage name as a folder>`` (e.g. ``runs/mllm_from_parts/2_lora``), or None without one."""
+    if getattr(cfg, "output_dir", None) is None:
+        return None
+    slug = "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
+    return str(Path(cfg.output_dir) / slug)
 
 
 def derangement(n: int, seed: int = 0) -> torch.Tensor:

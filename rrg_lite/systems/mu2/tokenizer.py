@@ -2,7 +2,7 @@
 
 μ² {cite}`li2025mu2` sits between a 3-D ViT and the LLM. A CT of any depth is cut into T frames of K slices,
 the ViT turns each frame into N tokens of width E, and the tokenizer turns the (T, N, E) tokens plus the
-question into a *fixed* number of tokens of the LLM's width D. It starts from LinVT (:mod:`.linvt`) and changes:
+question into a *fixed* number of tokens of the LLM's width D. It starts from LinVT (:mod:`rrg_lite.tokenizers.linvt`) and changes:
 
 - **RPE** (``rpe=True``) — relative positional bias. Instead of adding absolute embeddings ``P_f(i) + P_t(j)``
   to the tokens, every self-attention in the refiner adds a learned bias to its scores,
@@ -41,8 +41,8 @@ from dataclasses import asdict, dataclass, replace
 import torch
 from torch import nn
 
-from .base import VisualTokenizer, check_features
-from .linvt import (
+from rrg_lite.tokenizers.base import VisualTokenizer, check_features
+from rrg_lite.tokenizers.linvt import (
     AbsolutePositionEmbedding,
     SpatioTemporalRefiner,
     TextConditionedAggregation,
@@ -60,6 +60,7 @@ __all__ = [
     "DynamicMultiScalePooling",
     "relative_position_index",
     "volume_to_frames",
+    "linvt_tokenizer",
     "ABLATION_VARIANTS",
     "PAPER_TABLE2",
     "PAPER_TABLE2_SOURCE",
@@ -343,3 +344,12 @@ def volume_to_frames(volume, slices_per_frame: int):
     from rrg_lite.data.transforms import split_into_frames
 
     return split_into_frames(volume, slices_per_frame)
+
+
+def linvt_tokenizer(**config) -> Mu2Tokenizer:
+    """The LinVT baseline as a tokenizer: :class:`Mu2Tokenizer` with every μ² flag off.
+
+    ``config`` are :class:`Mu2Config` fields (``in_dim``, ``dim``, ``k``, ...); ``rpe``/``dts``/``dmtp`` given
+    here are overridden to False.
+    """
+    return Mu2Tokenizer(Mu2Config(**{**config, "rpe": False, "dts": False, "dmtp": False}))

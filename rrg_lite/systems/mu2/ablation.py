@@ -4,11 +4,11 @@ Task (AMOS-MM style): given a CT and a question about one body part ("What are t
 write that body part's findings. Pipeline, shared by every variant so that only the tokenizer changes:
 
 1. **Frames** — :func:`ct_to_frames`: HU → [0, 1] (a fixed HU range, or min-max as in the paper), cut into
-   frames of K slices (:func:`rrg_lite.tokenizers.mu2.volume_to_frames`), padded with air frames to a fixed T
+   frames of K slices (:func:`rrg_lite.systems.mu2.tokenizer.volume_to_frames`), padded with air frames to a fixed T
    so that a batch stacks (the paper resizes to 8 frames; the tokenizer itself accepts any T).
 2. **Frozen features** — :func:`encode_frames` runs a frozen 3-D ViT once per volume: (T, N, E).
 3. **Model** — :func:`build_mllm`: a :class:`~rrg_lite.mllm.model.MultimodalLM` with a tiny Llama (or any causal
-   LM) and a :class:`~rrg_lite.tokenizers.mu2.Mu2Tokenizer` with one variant's flags; the MLLM hands the
+   LM) and a :class:`~rrg_lite.systems.mu2.tokenizer.Mu2Tokenizer` with one variant's flags; the MLLM hands the
    question's embeddings to the tokenizer.
 4. **Training** — :func:`warm_up_lm` (text-only, once per seed: a stand-in for a pre-trained LLM), then
    :func:`train_variant`: :func:`rrg_lite.train.loop.train` (one SFT run per variant and seed, tokenizer + LM).
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from .mu2 import ABLATION_VARIANTS, PAPER_TABLE2, PAPER_TABLE2_SOURCE, Mu2Config, Mu2Tokenizer, volume_to_frames
+from .tokenizer import ABLATION_VARIANTS, PAPER_TABLE2, PAPER_TABLE2_SOURCE, Mu2Config, Mu2Tokenizer, volume_to_frames
 
 __all__ = [
     "NO_IMAGE",
@@ -115,9 +115,11 @@ def encode_frames(encoder: torch.nn.Module, frames: list[np.ndarray], batch_size
 
     The encoder maps (m, 1, K, H, W) → (m, N, E); all frames of all volumes are batched together.
     """
-    encoder.eval()
+    from rrg_lite.mllm.inference import batched_inference, model_dtype
+
     flat = torch.cat([torch.as_tensor(f)[:, None] for f in frames])  # (ΣT, 1, K, H, W)
-    feats = torch.cat([encoder(flat[i: i + batch_size]) for i in range(0, len(flat), batch_size)])
+    feats = torch.stack(batched_inference(encoder, flat, lambda enc, x: enc(x).float(), batch_size=batch_size,
+                                          collate=torch.stack, dtype=model_dtype(encoder)))  # (ΣT, N, E), CPU
     sizes = [f.shape[0] for f in frames]
     return [f.contiguous() for f in torch.split(feats, sizes)]
 
@@ -304,7 +306,8 @@ def new_lm(cfg, text_tokenizer, seed: int):
 
     if cfg.llm == "tiny":
         return tiny_llama(text_tokenizer, hidden_size=cfg.llm_hidden, num_layers=cfg.llm_layers, seed=seed)
-    lm, tok = load_causal_lm(cfg.llm)
+    # fp32 weights: bf16 runs autocast over fp32 master weights (pure-bf16 weights lose small updates)
+    lm, tok = load_causal_lm(cfg.llm, dtype=torch.float32)
     if len(tok) != len(text_tokenizer):
         raise ValueError(f"{cfg.llm}: tokenizer sizes differ ({len(tok)} vs {len(text_tokenizer)})")
     return lm
@@ -331,8 +334,12 @@ def warm_up_lm(cfg, text_tokenizer, train_samples: list[QASample], seed: int):
 
 
 def train_variant(cfg, variant: str, seed: int, text_tokenizer, train_samples: list[QASample], progress=False,
-                  lm_state: dict | None = None):
-    """One SFT run of one variant (from the warm LM ``lm_state`` if given): returns (mllm, TrainResult)."""
+                  lm_state: dict | None = None, output_dir: str | None = None):
+    """One SFT run of one variant (from the warm LM ``lm_state`` if given): returns (mllm, TrainResult).
+
+    ``cfg.precision`` (default ``"auto"``) is the run's mixed precision; ``output_dir``: checkpoints go there
+    (``cfg.resume``: continue from the latest one there).
+    """
     from rrg_lite.mllm.prompt import MLLMCollator
     from rrg_lite.train.loop import TrainConfig, train
 
@@ -341,8 +348,10 @@ def train_variant(cfg, variant: str, seed: int, text_tokenizer, train_samples: l
         lm.load_state_dict(lm_state)
     mllm = build_mllm(cfg, variant, text_tokenizer, seed, lm=lm)
     examples = make_examples(mllm, train_samples, blank_image=(variant == NO_IMAGE))
+    resume = "latest" if output_dir is not None and getattr(cfg, "resume", False) else None
     tc = TrainConfig(lr=cfg.lr, batch_size=cfg.batch_size, max_steps=cfg.steps, warmup_steps=cfg.warmup_steps,
-                     schedule="cosine", seed=seed, progress=progress, desc=f"{variant} s{seed}", log_every=10)
+                     schedule="cosine", seed=seed, progress=progress, desc=f"{variant} s{seed}", log_every=10,
+                     mixed_precision=getattr(cfg, "precision", "auto"), output_dir=output_dir, resume_from=resume)
     result = train(mllm, _Examples(examples), tc, collate_fn=MLLMCollator(text_tokenizer.pad_token_id))
     return mllm, result
 
@@ -352,16 +361,13 @@ def test_loss(mllm, samples: list[QASample], batch_size: int = 64, blank_image: 
     """Teacher-forced mean cross-entropy of each sample's answer (nats per token): (n,)."""
     from rrg_lite.mllm.prompt import MLLMCollator
 
-    mllm.eval()
+    from rrg_lite.mllm.inference import batched_inference
+
     examples = make_examples(mllm, samples, blank_image=blank_image)
-    collate = MLLMCollator(mllm.tokenizer.pad_token_id)
-    out = []
-    for i in range(0, len(examples), batch_size):
-        batch = collate(examples[i: i + batch_size])
-        lp = mllm.sequence_logprobs(batch["input_ids"], batch["attention_mask"], batch["labels"],
-                                    features=batch["features"], average=True)
-        out.append(-lp)
-    return torch.cat(out).numpy()
+    nll = batched_inference(mllm, examples, lambda m, b: -m.sequence_logprobs(
+        b["input_ids"], b["attention_mask"], b["labels"], features=b["features"], average=True),
+        batch_size=batch_size, collate=MLLMCollator(mllm.tokenizer.pad_token_id))  # on the model's device
+    return torch.stack(nll).numpy() if nll else np.zeros(0)
 
 
 def image_gain(mllm, samples: list[QASample], batch_size: int = 64) -> np.ndarray:
@@ -389,17 +395,10 @@ def image_gain_interval(models, samples: list[QASample], confidence: float = 0.9
 def generate_answers(mllm, samples: list[QASample], batch_size: int = 48, max_new_tokens: int = 48,
                      blank_image: bool = False) -> list[str]:
     """Greedy answers, in the order of ``samples``."""
-    from rrg_lite.mllm.prompt import MLLMCollator
+    from rrg_lite.train.evaluate import generate_reports
 
-    mllm.eval()
     examples = make_examples(mllm, samples, with_target=False, blank_image=blank_image)
-    collate = MLLMCollator(mllm.tokenizer.pad_token_id, padding_side="left")
-    texts = []
-    for i in range(0, len(examples), batch_size):
-        batch = collate(examples[i: i + batch_size])
-        texts += mllm.generate_text(batch["input_ids"], batch["attention_mask"], features=batch["features"],
-                                    max_new_tokens=max_new_tokens)
-    return texts
+    return generate_reports(mllm, examples, batch_size=batch_size, max_new_tokens=max_new_tokens, progress=False)
 
 
 def score_answers(preds: list[str], refs: list[str], use_meteor: bool = False) -> dict[str, float]:
@@ -478,7 +477,7 @@ def variant_flags(variant: str) -> dict:
 
 
 def run_ablation(cfg, text_tokenizer, train_samples: list[QASample], test_samples: list[QASample],
-                 variants=None, seeds=None, keep_models: bool = True):
+                 variants=None, seeds=None, keep_models: bool = True, output_dir: str | None = None):
     """Train and score every (variant, seed): the chapter's Table 2.
 
     Returns ``(rows, predictions, models)``:
@@ -488,6 +487,7 @@ def run_ablation(cfg, text_tokenizer, train_samples: list[QASample], test_sample
       BLEU-4, ROUGE-1, METEOR if ``cfg.use_meteor`` and Java is there, train seconds;
     - ``predictions[(variant, seed)]``: the generated answers;
     - ``models[(variant, seed)]``: the trained MLLMs (if ``keep_models``).
+    With ``output_dir``, each run's checkpoints go to ``output_dir/<variant>_s<seed>`` (resumable).
     METEOR is computed in one Java call for all runs (per-report scores averaged per run).
     """
     from tqdm.auto import tqdm
@@ -502,7 +502,9 @@ def run_ablation(cfg, text_tokenizer, train_samples: list[QASample], test_sample
     warm = {seed: warm_up_lm(cfg, text_tokenizer, train_samples, seed) for seed in seeds}
     for variant, seed in tqdm([(v, s) for v in variants for s in seeds], desc="ablation"):
         blank = variant == NO_IMAGE
-        mllm, result = train_variant(cfg, variant, seed, text_tokenizer, train_samples, lm_state=warm[seed])
+        run_dir = None if output_dir is None else f"{output_dir}/{_slug(variant)}_s{seed}"
+        mllm, result = train_variant(cfg, variant, seed, text_tokenizer, train_samples, lm_state=warm[seed],
+                                     output_dir=run_dir)
         preds = generate_answers(mllm, test_samples, cfg.eval_batch_size, cfg.max_new_tokens, blank_image=blank)
         nll = float(test_loss(mllm, test_samples, cfg.eval_batch_size, blank_image=blank).mean())
         nll_wrong = float(test_loss(mllm, wrong_test, cfg.eval_batch_size, blank_image=blank).mean())
@@ -524,15 +526,21 @@ def run_ablation(cfg, text_tokenizer, train_samples: list[QASample], test_sample
     return rows, predictions, models
 
 
+def _slug(name: str) -> str:
+    """A variant's name as a folder name: "μ² (SFT)" -> "mu2_sft", "+RPE" -> "rpe"."""
+    text = name.replace("μ²", "mu2").lower()
+    return "_".join("".join(c if c.isalnum() else " " for c in text).split())
+
+
 def build_frame_encoder(cfg, train_frames=None, train_labels=None, seed: int = 0):
     """The frozen frame encoder: (m, 1, K, H, W) → (m, N, E).
 
-    ``cfg.encoder == "tiny-vit3d"``: a small 3-D ViT, pre-trained for ``cfg.encoder_pretrain_steps`` steps to
+    ``cfg.encoder == "vit3d"``: a small 3-D ViT, pre-trained for ``cfg.encoder_pretrain_steps`` steps to
     tell which finding kinds each frame contains (``train_frames`` (n, T, K, H, W), ``train_labels`` (n, T, L);
-    a stand-in for M3D-CLIP's pre-training). ``"vit3d-m3d-clip"``: M3D-CLIP's 3-D ViT, weights from
-    ``cfg.encoder_checkpoint`` (nothing is downloaded). The encoder is returned frozen, in eval mode.
+    a stand-in for M3D-CLIP's pre-training). ``"m3d-clip"``: M3D-CLIP's 3-D ViT, weights from
+    ``cfg.encoder_weights`` (a local file or folder; nothing is downloaded). The encoder is returned frozen, in eval mode.
     """
-    if cfg.encoder == "tiny-vit3d":
+    if cfg.encoder == "vit3d":
         from rrg_lite.encoders.pretrain import pretrain_on_labels
         from rrg_lite.encoders.vit import vit3d
         from rrg_lite.train.loop import TrainConfig
@@ -540,7 +548,8 @@ def build_frame_encoder(cfg, train_frames=None, train_labels=None, seed: int = 0
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             encoder = vit3d(img_size=(cfg.slices_per_frame, cfg.ct_size, cfg.ct_size),
-                            patch_size=tuple(cfg.patch_size), embed_dim=cfg.encoder_width, depth=2, heads=4,
+                            patch_size=tuple(cfg.patch_size), embed_dim=cfg.encoder_width,
+                            depth=getattr(cfg, "encoder_depth", 2), heads=getattr(cfg, "encoder_heads", 4),
                             patch_embed=cfg.patch_embed, stem_cell=tuple(cfg.stem_cell), stem_width=cfg.stem_width)
         if cfg.encoder_pretrain_steps and train_frames is not None:
             x = torch.as_tensor(np.concatenate(list(train_frames)))[:, None]
@@ -548,17 +557,23 @@ def build_frame_encoder(cfg, train_frames=None, train_labels=None, seed: int = 0
             pretrain_on_labels(encoder, x, y, TrainConfig(
                 lr=cfg.encoder_pretrain_lr, batch_size=32, max_steps=cfg.encoder_pretrain_steps, warmup_steps=10,
                 seed=seed, progress=False, desc="encoder"), pool=cfg.probe_pool)
-    elif cfg.encoder == "vit3d-m3d-clip":
+    elif cfg.encoder == "m3d-clip":
         from rrg_lite.encoders.pretrained import m3d_clip_vit
 
-        if cfg.encoder_checkpoint is None:
-            raise ValueError("encoder 'vit3d-m3d-clip' needs encoder_checkpoint (a safetensors file or folder)")
-        encoder = m3d_clip_vit(weights=cfg.encoder_checkpoint)
+        if cfg.encoder_weights is None:
+            raise ValueError("encoder 'm3d-clip' needs encoder_weights (a safetensors file or folder)")
+        width = getattr(cfg, "encoder_width", 768)
+        encoder = m3d_clip_vit(weights=cfg.encoder_weights, img_size=(cfg.slices_per_frame, cfg.ct_size, cfg.ct_size),
+                               patch_size=tuple(cfg.patch_size), hidden_size=width, mlp_dim=4 * width,
+                               num_layers=getattr(cfg, "encoder_depth", 12), num_heads=getattr(cfg, "encoder_heads", 12))
     else:
-        raise ValueError(f"unknown encoder {cfg.encoder!r}; use 'tiny-vit3d' or 'vit3d-m3d-clip'")
+        raise ValueError(f"unknown encoder {cfg.encoder!r}; use 'vit3d' or 'm3d-clip'")
     for p in encoder.parameters():
         p.requires_grad_(False)
-    return encoder.eval()
+    from rrg_lite.profiles import resolve_device
+
+    # features are computed where the profile runs (encode_frames follows the encoder's device)
+    return encoder.to(resolve_device(getattr(cfg, "device", "auto"))).eval()
 
 
 @dataclass
@@ -635,6 +650,37 @@ def _chain(first, rest):
     yield from rest
 
 
+class _AmosFrames(torch.utils.data.Dataset):
+    """AMOS-MM volumes as the encoder's input, read one at a time: item i = (T, 1, K, H, W) float32 frames."""
+
+    def __init__(self, records, cfg):
+        self.records, self.cfg = list(records), cfg
+
+    def __len__(self):
+        return len(self.records)
+
+    def volume(self, i: int) -> np.ndarray:
+        """Case i as the tokenizer sees it: (z, y, x), min-max normalised (the paper), resized if configured."""
+        from rrg_lite.data.io import load_nifti
+        from rrg_lite.data.transforms import resize
+
+        ct = load_nifti(self.records[i].images_of("CT")[0].path).array.transpose(2, 1, 0)  # (x, y, z) → (z, y, x)
+        ct = (ct - ct.min()) / max(float(ct.max() - ct.min()), 1e-6)
+        if self.cfg.volume_shape is not None:
+            ct = resize(ct, tuple(self.cfg.volume_shape))
+        return ct
+
+    def __getitem__(self, i):
+        frames = ct_to_frames(self.volume(i), self.cfg.slices_per_frame, self.cfg.num_frames, hu_range=(0.0, 1.0))
+        return torch.from_numpy(frames)[:, None]
+
+
+def _encode_volumes(encoder, batch):
+    """(B, T, 1, K, H, W) → B tensors (T, N, E): every frame of every volume through the frozen encoder."""
+    b, t = batch.shape[:2]
+    return list(encoder(batch.flatten(0, 1)).float().unflatten(0, (b, t)).unbind(0))
+
+
 def prepare_manifest(cfg, seed: int = 0, splits=("train", "validation")) -> WorldData:
     """The full-scale counterpart of :func:`prepare_world`: an AMOS-MM folder (``cfg.data_root``) → samples.
 
@@ -642,37 +688,51 @@ def prepare_manifest(cfg, seed: int = 0, splits=("train", "validation")) -> Worl
     min-max normalised and resized to ``cfg.volume_shape`` when given (the paper: 256 × 256 × 256 → 8 frames of
     32 slices), cut into frames and encoded by the frozen encoder; the questions come from the per-body-part
     findings (``cfg.answers``: "all" is the dataset's text). Train = ``splits[0]``, test = ``splits[1]``;
-    ``cfg.n_train`` / ``cfg.n_test`` > 0 keep only the first cases.
+    ``cfg.n_train`` / ``cfg.n_test`` > 0 keep only the first cases. With ``cfg.feature_cache`` (a folder) the
+    features are computed once into the on-disk cache (:mod:`rrg_lite.encoders.features`, keyed by encoder
+    weights, cases and preprocessing) and read from it by later runs — chapter 7 reads chapter 6's. Only the test
+    split's volumes are kept (for the attention maps); a training case keeps its depth.
     """
     from types import SimpleNamespace
 
     from tqdm.auto import tqdm
 
     from rrg_lite.data.formats.amosmm import read_amosmm
-    from rrg_lite.data.io import load_nifti
-    from rrg_lite.data.transforms import resize
 
     if cfg.dataset != "amos-mm":
         raise ValueError(f"prepare_manifest reads AMOS-MM folders; dataset {cfg.dataset!r} is not wired here")
     if cfg.data_root is None:
         raise ValueError("the full profile needs data_root (an AMOS-MM folder converted by data_scripts/)")
+    if cfg.answers != "all":
+        raise ValueError("real reports have no sentence tags: use answers='all' with AMOS-MM")
     encoder = build_frame_encoder(cfg, seed=seed)
+    cache_root = getattr(cfg, "feature_cache", None)
     out = {}
     for split, limit in zip(splits, (cfg.n_train, cfg.n_test)):
         records = read_amosmm(cfg.data_root, split)[: limit or None]
-        studies, feats = [], []
-        for rec in tqdm(records, desc=f"{split}: volumes → features"):
-            image = rec.images_of("CT")[0]
-            ct = load_nifti(image.path).array.transpose(2, 1, 0)  # (x, y, z) → (z, y, x)
-            ct = (ct - ct.min()) / max(float(ct.max() - ct.min()), 1e-6)  # min-max, as in the paper
-            if cfg.volume_shape is not None:
-                ct = resize(ct, tuple(cfg.volume_shape))
-            frames = ct_to_frames(ct, cfg.slices_per_frame, cfg.num_frames, hu_range=(0.0, 1.0))
-            feats += encode_frames(encoder, [frames])
+        frames = _AmosFrames(records, cfg)
+        if cache_root:
+            from rrg_lite.encoders.features import build_feature_cache
+
+            preprocessing = {"data_root": str(cfg.data_root), "split": split, "volume_shape": cfg.volume_shape,
+                             "slices_per_frame": cfg.slices_per_frame, "num_frames": cfg.num_frames,
+                             "normalise": "min-max"}
+            cache = build_feature_cache(encoder, frames, cache_root, ids=[r.study_id for r in records],
+                                        preprocessing=preprocessing, encoder_name=cfg.encoder, batch_size=1,
+                                        encode=_encode_volumes)
+            feats = [cache[i] for i in range(len(cache))]
+        else:
+            feats = [encode_frames(encoder, [frames[i][:, 0].numpy()])[0]  # device-aware, one volume at a time
+                     for i in tqdm(range(len(frames)), desc=f"{split}: volumes → features")]
+        studies = []
+        for i, rec in enumerate(records):
+            if split == splits[1]:  # the test volumes are shown (attention maps); a training case needs its depth
+                ct = frames.volume(i)
+            else:  # resized: the configured depth; else the framed depth (an upper bound: the last frame is padded)
+                depth = cfg.volume_shape[0] if cfg.volume_shape is not None else feats[i].shape[0] * cfg.slices_per_frame
+                ct = np.empty((depth, 0, 0), np.float32)
             report = SimpleNamespace(body_parts=rec.body_part_reports, sentences=[])
             studies.append(SimpleNamespace(study_id=rec.study_id, report=report, ct=ct))
-        if cfg.answers != "all":
-            raise ValueError("real reports have no sentence tags: use answers='all' with AMOS-MM")
         samples, skipped = body_part_samples(studies, feats, seed=seed, answers="all")
         out[split] = (samples, skipped, studies, feats)
     (train, skip_tr, _, _), (test, skip_te, test_studies, test_feats) = out[splits[0]], out[splits[1]]

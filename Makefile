@@ -20,13 +20,12 @@ help:
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Compiled packages come from wheels only: with source builds allowed, pip's resolver tries (and compiles) old
-# spaCy/thinc/pandas releases for minutes while it backtracks through medspaCy's spaCy<3.8 pin.
-WHEELS_ONLY := numpy,pandas,scipy,torch,spacy,thinc,blis,cymem,preshed,murmurhash,srsly
-# Re-install only when the dependency list changes.
-$(STAMP): pyproject.toml | $(BIN)/python
+# Re-install only when the dependency lists change. requirements-nodeps.txt holds medspaCy and PyRuSH, whose
+# spaCy<3.8 pin (Python<3.12) would drag numpy back to 1.x; their other needs are in pyproject.toml.
+$(STAMP): pyproject.toml requirements-nodeps.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=23"
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --only-binary $(WHEELS_ONLY) -e '.[test,book,full]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,book,full]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-nodeps.txt
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $@
 

@@ -1,8 +1,6 @@
 """data_scripts/: conversions of the real layouts (here small stand-ins) into manifests; PET DICOM → SUV by hand."""
 import copy
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,15 +11,7 @@ from rrg_lite.data.manifest import read_manifest
 from rrg_lite.data.petct import read_pet_suv, resample_like, suv_factor
 from rrg_lite.world.build import build_datasets
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "data_scripts"
-
-
-def _script(name):
-    sys.path.insert(0, str(SCRIPTS))
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from helpers import data_script
 
 
 @pytest.fixture(scope="module")
@@ -32,15 +22,15 @@ def world_root(tmp_path_factory):
 
 
 def test_convert_ctrate_radgenome_mimic_amos(world_root, tmp_path):
-    recs = _script("convert_ctrate").main(
+    recs = data_script("convert_ctrate").main(
         ["--root", str(world_root / "ct-rate"), "--split", "train", "--out", str(tmp_path / "ct.jsonl"),
          "--radgenome-csv", str(world_root / "ct-rate" / "radgenome" / "train_region_report.csv")])
     back = read_manifest(tmp_path / "ct.jsonl")
     assert len(back) == len(recs) == 3 and back[0].region_reports and back[0].masks
-    recs = _script("convert_mimic").main(["--root", str(world_root / "mimic-cxr"), "--split", "all",
+    recs = data_script("convert_mimic").main(["--root", str(world_root / "mimic-cxr"), "--split", "all",
                                           "--out", str(tmp_path / "cxr.jsonl")])
     assert any(r.prior_study_id for r in recs)
-    recs = _script("convert_amosmm").main(["--root", str(world_root / "amos-mm"), "--out", str(tmp_path / "a.jsonl")])
+    recs = data_script("convert_amosmm").main(["--root", str(world_root / "amos-mm"), "--out", str(tmp_path / "a.jsonl")])
     assert recs[0].body_part_reports
 
 
@@ -131,13 +121,13 @@ def _ct_series(folder: Path, n=3):
     return src
 
 
-def test_convert_petct_script(tmp_path):
+def test_convert_petctdata_script(tmp_path):
     src = _ct_series(tmp_path / "dicom" / "study1" / "CT")
     _pet_series(tmp_path / "dicom" / "study1" / "PET")
     report = {"regions": {"chest": {"pet": "Hypermetabolic nodule.", "ct": "A 12 mm nodule."}},
               "findings": "A 12 mm nodule. Hypermetabolic nodule.", "impression": "Suspicious nodule."}
     (tmp_path / "reports.json").write_text(json.dumps({"study1": report}))
-    recs = _script("convert_petct").main(["--dicom-root", str(tmp_path / "dicom"), "--reports",
+    recs = data_script("convert_petct").main(["--dicom-root", str(tmp_path / "dicom"), "--reports",
                                           str(tmp_path / "reports.json"), "--out-root", str(tmp_path / "nii"),
                                           "--out", str(tmp_path / "pet.jsonl")])
     assert len(recs) == 1 and recs[0].pet_ct_parts["chest"]["pet"] == "Hypermetabolic nodule."

@@ -4,7 +4,6 @@ Every bad input becomes an error naming the file and the problem, or a counted, 
 written atomically and never over (or inside) the inputs.
 """
 import gzip
-import importlib.util
 import json
 import logging
 import subprocess
@@ -27,17 +26,10 @@ from rrg_lite.world.config import WorldConfig
 from rrg_lite.world.ct import generate_ct_cohort, generate_petct_cohort
 from rrg_lite.world.writers import write_ctrate, write_mimic, write_petct
 from rrg_lite.world.xray import generate_xray_cohort
+from helpers import data_script
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "data_scripts"
-
-
-def _script(name):
-    sys.path.insert(0, str(SCRIPTS))
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +98,7 @@ def test_converter_refuses_out_equal_to_its_input(tmp_path, capsys):
     _petct_inputs(tmp_path)
     before = (tmp_path / "reports.json").read_bytes()
     with pytest.raises(SystemExit) as info:
-        _script("convert_petct").main(["--dicom-root", str(tmp_path / "dicom"), "--reports",
+        data_script("convert_petct").main(["--dicom-root", str(tmp_path / "dicom"), "--reports",
                                        str(tmp_path / "reports.json"), "--out-root", str(tmp_path / "nii"),
                                        "--out", str(tmp_path / "reports.json")])
     assert info.value.code == 2
@@ -115,7 +107,7 @@ def test_converter_refuses_out_equal_to_its_input(tmp_path, capsys):
     (tmp_path / "amos").mkdir()
     (tmp_path / "amos" / "dataset.json").write_text('{"train": []}')
     with pytest.raises(SystemExit):
-        _script("convert_amosmm").main(["--root", str(tmp_path / "amos"), "--out",
+        data_script("convert_amosmm").main(["--root", str(tmp_path / "amos"), "--out",
                                         str(tmp_path / "amos" / "dataset.json")])
     assert (tmp_path / "amos" / "dataset.json").read_text() == '{"train": []}'
 
@@ -123,7 +115,7 @@ def test_converter_refuses_out_equal_to_its_input(tmp_path, capsys):
 def test_converter_refuses_an_output_folder_inside_its_input(tmp_path, capsys):
     _petct_inputs(tmp_path)
     with pytest.raises(SystemExit) as info:
-        _script("convert_petct").main(["--dicom-root", str(tmp_path / "dicom"), "--reports",
+        data_script("convert_petct").main(["--dicom-root", str(tmp_path / "dicom"), "--reports",
                                        str(tmp_path / "reports.json"), "--out-root", str(tmp_path / "dicom" / "nii"),
                                        "--out", str(tmp_path / "m.jsonl")])
     assert info.value.code == 2 and "inside the input folder --dicom-root" in capsys.readouterr().err
@@ -139,7 +131,7 @@ def test_petct_manifest_lists_only_what_this_run_wrote(tmp_path):
     for name in ("CT.nii.gz", "PET.nii.gz"):                 # a study cut short by a kill
         (tmp_path / "nii" / "truncated" / name).write_bytes(gzip.compress(b"\x00" * 10)[:12])
     (tmp_path / "nii" / "truncated" / "report.json").write_text('{"findings": "x"}')
-    recs = _script("convert_petct").main(["--dicom-root", str(tmp_path / "dicom"), "--reports",
+    recs = data_script("convert_petct").main(["--dicom-root", str(tmp_path / "dicom"), "--reports",
                                           str(tmp_path / "reports.json"), "--out-root", str(tmp_path / "nii"),
                                           "--out", str(tmp_path / "m.jsonl")])
     assert [r.study_id for r in recs] == ["study1"]
@@ -277,12 +269,12 @@ def test_convert_petct_malformed_reports_file_and_skip_bad(tmp_path, capsys, cap
             "--out-root", str(tmp_path / "nii"), "--out", str(tmp_path / "m.jsonl")]
     (tmp_path / "reports.json").write_text("{broken")
     with pytest.raises(SystemExit) as info:
-        _script("convert_petct").main(args + ["--skip-bad"])
+        data_script("convert_petct").main(args + ["--skip-bad"])
     err = capsys.readouterr().err
     assert info.value.code == 1 and "reports.json: not valid JSON" in err and "What to do" in err
     (tmp_path / "reports.json").write_text(json.dumps({"study1": "just a string"}))
     with caplog.at_level(logging.INFO, logger="rrg_lite.data"), pytest.raises(SystemExit):
-        _script("convert_petct").main(args + ["--skip-bad"])
+        data_script("convert_petct").main(args + ["--skip-bad"])
     assert "report of 'study1' is str, not an object" in caplog.text   # the skipped line
     assert "no study converted" in capsys.readouterr().err
 

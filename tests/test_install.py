@@ -32,3 +32,16 @@ def test_package_imports():
     import rrg_lite.data.transforms  # noqa: F401
     import rrg_lite.profiles  # noqa: F401
     import rrg_lite.viz.slices  # noqa: F401
+
+
+def test_nodeps_requirements_are_installed_by_make_and_importable():
+    """medspaCy and PyRuSH come from requirements-nodeps.txt (their spaCy<3.8 pin would pull numpy back to 1.x)."""
+    names = [line.split("==")[0] for line in (ROOT / "requirements-nodeps.txt").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    assert names == ["medspacy", "PyRuSH"]
+    assert "--no-deps -r requirements-nodeps.txt" in (ROOT / "Makefile").read_text()
+    import numpy
+    import spacy
+    from medspacy.context import ConTextRule  # noqa: F401  (imports PyRuSH and QuickUMLS on the way)
+
+    assert int(numpy.__version__.split(".")[0]) >= 2 and spacy.__version__.startswith("3.")

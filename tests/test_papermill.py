@@ -27,7 +27,7 @@ def test_override_takes_effect(tmp_path):
 @pytest.mark.parametrize("params, message", [
     ({"profile": "gpu"}, "unknown profile 'gpu' for chapter 'images'; choose one of: cpu, full"),
     ({"n_slices": "many"}, "parameter 'n_slices' of chapter 'images' must be int"),
-    ({"profile": "full"}, "profile 'full' needs nifti_path"),
+    ({"profile": "full"}, "nifti_path is not set; it must name a CT volume of your own"),
 ])
 def test_bad_parameters_fail_clearly(tmp_path, params, message):
     with pytest.raises(pm.PapermillExecutionError) as err:

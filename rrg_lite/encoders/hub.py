@@ -190,13 +190,7 @@ def _real_encoder(modality: str, weights) -> EncoderBundle:
     from rrg_lite.encoders import pretrained
 
     if modality == "ct":
-        from pathlib import Path as _P
-        path = weights
-        if not _P(str(weights)).exists():
-            from huggingface_hub import snapshot_download
-
-            path = snapshot_download(repo_id=str(weights), allow_patterns=["*.safetensors", "*.json"])
-        enc = pretrained.m3d_clip_vit(path)
+        enc = pretrained.m3d_clip_vit(pretrained.resolve_weights(str(weights)))
     elif modality in ("xray_frontal", "xray_lateral"):
         enc = pretrained.rad_dino(str(weights))
     else:

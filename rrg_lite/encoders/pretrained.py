@@ -129,3 +129,14 @@ def radfm_vit3d(weights: str | Path | None = None, **overrides) -> ViT:
     if weights is not None:
         _load_checked(enc, _read_safetensors(weights), weights)
     return enc
+
+
+def resolve_weights(name_or_path: str | None) -> str | None:
+    """A local path as it is; otherwise a Hub id, whose safetensors files are downloaded (user's explicit choice)."""
+    if name_or_path is None or Path(name_or_path).exists():
+        return name_or_path
+    if str(name_or_path).count("/") != 1:
+        raise FileNotFoundError(f"encoder weights {name_or_path!r}: no such file or folder, and not a Hub id (owner/name)")
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download(repo_id=str(name_or_path), allow_patterns=["*.safetensors", "*.json"])

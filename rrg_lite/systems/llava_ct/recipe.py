@@ -21,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rrg_lite.data.transforms import resize, window
+from rrg_lite.encoders.pretrained import resolve_weights  # noqa: F401  (part of this recipe's API)
 
 # The image comes last, right before the answer: a small LM trained on text attends most to recent positions,
 # so visual tokens next to the report are found sooner in training than tokens at the start of the prompt.
@@ -304,17 +305,6 @@ def load_ct_report_data(cfg, seed: int = 0, progress: bool = True) -> CTReportDa
                                    world=_opt(cfg, "world", None), windows=windows, workers=_opt(cfg, "workers", 1))
     return load_ctrate_report_data(cfg.data_root, cfg.n_train, cfg.n_test, shape=tuple(cfg.volume_shape),
                                    windows=windows, lazy=_opt(cfg, "lazy", False), progress=progress)
-
-
-def resolve_weights(name_or_path: str | None) -> str | None:
-    """A local path as it is; otherwise a Hub id, whose safetensors files are downloaded (user's explicit choice)."""
-    if name_or_path is None or Path(name_or_path).exists():
-        return name_or_path
-    if str(name_or_path).count("/") != 1:
-        raise FileNotFoundError(f"encoder weights {name_or_path!r}: no such file or folder, and not a Hub id (owner/name)")
-    from huggingface_hub import snapshot_download
-
-    return snapshot_download(repo_id=str(name_or_path), allow_patterns=["*.safetensors", "*.json"])
 
 
 def build_encoder(cfg, in_channels: int | None = None, seed: int = 0):

@@ -24,6 +24,8 @@ import warnings
 from queue import Empty
 from time import monotonic
 
+import pytest
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
@@ -138,3 +140,11 @@ def _install_short_polls() -> None:
 
 if NotebookClient is not None:
     _install_short_polls()
+
+
+@pytest.fixture(scope="session")
+def small_ct_encoder(tmp_path_factory):
+    """The CPU CT encoder spec at reduced size (320 studies, 6 epochs), trained once per test session in a temp cache."""
+    from rrg_lite.encoders import hub
+
+    return hub.get_encoder("ct", cache_dir=tmp_path_factory.mktemp("ct_encoder"), n_train=320, epochs=6)

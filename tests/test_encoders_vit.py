@@ -65,3 +65,20 @@ def test_rad_dino_small_random_config():
 def test_radfm_vit3d_small():
     enc = radfm_vit3d(img_size=(4, 32, 32), patch_size=(4, 16, 16), embed_dim=16, depth=1, heads=2)
     assert enc(torch.randn(1, 3, 4, 32, 32)).shape == (1, 4, 16)
+
+
+def test_conv_stem_grid_and_strides():
+    """conv_stem: stride 2 per stage on the axes whose patch factor is left, then a stride-1 conv to E."""
+    import torch
+
+    from rrg_lite.encoders.vit import ConvStem, ViT
+
+    stem = ConvStem(3, 2, (4, 8, 8), width=16, embed_dim=8)
+    strides = [m.stride for m in stem.net if isinstance(m, torch.nn.Conv3d)]
+    assert strides == [(2, 2, 2), (2, 2, 2), (1, 2, 2), (1, 1, 1)]
+    assert stem(torch.zeros(1, 2, 8, 32, 32)).shape == (1, 2 * 4 * 4, 8)
+    vit = ViT(2, (32, 32), (16, 16), 1, embed_dim=8, depth=1, heads=2, patch_embed="conv_stem", stem_width=8,
+              final_norm=False)
+    assert vit(torch.zeros(2, 1, 32, 32)).shape == (2, 4, 8) and isinstance(vit.norm, torch.nn.Identity)
+    with pytest.raises(ValueError, match="power-of-two"):
+        ViT(2, (24, 24), (12, 12), 1, patch_embed="conv_stem")

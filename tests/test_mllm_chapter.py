@@ -34,8 +34,8 @@ def test_resolve_weights_local_and_errors(tmp_path):
 def test_chapter_pipeline_on_a_tiny_world():
     torch.manual_seed(0)
     shape = (8, 32, 32)
-    cfg = load_profile("mllm", "cpu", volume_shape=list(shape), patch_size=[4, 16, 16], stem_cell=[2, 4, 4],
-                       encoder_width=16, llm_hidden=32, llm_layers=1, n_train=6, n_test=2)
+    cfg = load_profile("mllm", "cpu", encoder="vit3d", standardize=True, volume_shape=list(shape), patch_size=[4, 16, 16],
+                       stem_cell=[2, 4, 4], encoder_width=16, llm_hidden=32, llm_layers=1, n_train=6, n_test=2)
     data = make_ct_report_data(cfg.n_train, cfg.n_test, seed=0, shape=shape, progress=False,
                                windows=cfg.windows).standardize(inplace=True)
     enc = build_encoder(cfg, seed=0)
@@ -68,3 +68,22 @@ def test_chapter_pipeline_on_a_tiny_world():
     assert len(out) == len(wrong) == 2 and all(isinstance(t, str) for t in out)
     with pytest.raises(ValueError, match="steps"):
         train_stage(mllm, images, collate, steps=0, lr=1e-3)
+
+
+def test_shared_encoder_refuses_other_input(tmp_path, monkeypatch):
+    """encoder="shared" hands chapter 5 chapter 4's cached encoder, and says so when the profile's input differs."""
+    from rrg_lite.encoders import hub
+    from rrg_lite.systems.llava_ct import recipe
+
+    tiny = dict(n_train=8, shape=[8, 32, 32], patch_size=[4, 8, 8], embed_dim=16, depth=1, heads=2, stem_width=8,
+                epochs=1, batch_size=8, clip_dim=8)
+    bundle = hub.get_encoder("ct", cache_dir=tmp_path, **tiny)
+    monkeypatch.setattr(hub, "get_encoder", lambda *a, **k: bundle)
+    ok = load_profile("mllm", "cpu", volume_shape=[8, 32, 32], world=bundle.spec["world"])
+    enc = recipe.build_encoder(ok)
+    assert enc.encoder is bundle.encoder and enc.grid == bundle.encoder.grid
+    with pytest.raises(ValueError, match=r"shape: profile \[32, 64, 64\], encoder \[8, 32, 32\]"):
+        recipe.shared_encoder(load_profile("mllm", "cpu", world=bundle.spec["world"]))
+    with pytest.raises(ValueError, match="standardises each voxel itself"):
+        recipe.shared_encoder(load_profile("mllm", "cpu", standardize=True))
+

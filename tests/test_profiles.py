@@ -73,7 +73,7 @@ def test_common_values_are_checked_and_old_names_explained():
         load_profile("mllm", "cpu", precision="bf32")
     with pytest.raises(ProfileError, match="'device' of chapter 'mu2' must be one of"):
         load_profile("mu2", "cpu", device="tpu")
-    with pytest.raises(ProfileError, match="'encoder' of chapter 'mu2' must be one of vit3d, m3d-clip, vit2d, rad-dino"):
+    with pytest.raises(ProfileError, match="'encoder' of chapter 'mu2' must be one of shared, vit3d, m3d-clip, vit2d, rad-dino"):
         load_profile("mu2", "cpu", encoder="resnet")
     assert load_profile("mu2", "cpu", encoder="tiny-vit3d").encoder == "vit3d"  # old encoder names still accepted
     with pytest.raises(ProfileError, match="no parameter 'encoder_checkpoint' \\(it is called 'encoder_weights' now\\)"):

@@ -6,8 +6,9 @@ what :class:`rrg_lite.mllm.model.MultimodalLM` needs. A CT split into T frames i
 MLLM, giving features (B, T, N, E).
 
 - :mod:`rrg_lite.encoders.vit` — ``ViT(spatial_dims, img_size, patch_size, ...)``, ``vit2d``, ``vit3d``: small
-  ViTs for the CPU profile (patch size, depth, width configurable; ``patch_embed="conv_max"`` adds a small
-  conv stem with a max over each patch, so one-voxel findings survive patchification).
+  ViTs for the CPU profile (patch size, depth, width configurable; ``patch_embed="conv_stem"`` is the hybrid
+  ViT the book's world-trained encoders use — a small strided CNN makes the tokens; ``"conv_max"`` /
+  ``"voxel_max"`` are per-patch stems with a max, so one-voxel findings survive patchification).
 - :mod:`rrg_lite.encoders.pretrain` — a stand-in for pre-training: ``train_label_probe`` / ``pretrain_on_labels``
   (multi-label head on pooled patch tokens), ``probe_auc`` / ``label_auc`` (what the frozen features can see),
   ``extract_features`` (features computed once for a frozen encoder).

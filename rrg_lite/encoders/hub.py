@@ -3,8 +3,9 @@
     from rrg_lite.encoders.hub import get_encoder
     bundle = get_encoder("ct")                    # CPU profile: pre-trains on the world the first time, then loads
     bundle.encoder                                # SeeingEncoder: (m, C, *spatial) -> (m, N, E), frozen (eval)
+    bundle.mllm_encoder                           # the same, tokens z-scored with its training studies' statistics
     bundle.preprocess                             # how to make its input (shape, windows / image size)
-    feats = bundle.features(images)               # (n, 1, N, E) for rrg_lite.mllm (T = 1 frame)
+    feats = bundle.features(images)               # (n, 1, N, E) from mllm_encoder, for rrg_lite.mllm (T = 1)
     get_encoder("xray_frontal"); get_encoder("xray_lateral")
     get_encoder("ct", profile="full", weights="GoodBaiBai88/M3D-CLIP")   # a real encoder, only because you named it
 
@@ -29,10 +30,11 @@ from pathlib import Path
 
 import torch
 
-from rrg_lite.encoders.teach import PretrainHeads, SeeingEncoder, build_vit, parse_objective, pretrain_encoder
+from rrg_lite.encoders.teach import (PretrainHeads, SeeingEncoder, StandardizedTokens, build_vit, parse_objective,
+                                     pretrain_encoder, token_stats)
 
 #: Bump when pre-training code changes what a spec produces (old cache folders are then ignored).
-CACHE_VERSION = 1
+CACHE_VERSION = 3
 MODALITIES = ("ct", "xray_frontal", "xray_lateral")
 #: Spec keys that do not change the trained weights (world generation gives the same studies for any worker count).
 _NOT_IN_KEY = ("workers",)
@@ -72,6 +74,16 @@ class EncoderBundle:
     heads: PretrainHeads | None = None
     path: Path | None = None
     log: dict = field(default_factory=dict)
+    token_mean: torch.Tensor | None = None     # (N, E) over the training studies (world-trained encoders)
+    token_std: torch.Tensor | None = None
+
+    @property
+    def mllm_encoder(self) -> torch.nn.Module:
+        """What an MLLM should read: tokens standardised per (token, channel) (see ``StandardizedTokens``); a real
+        encoder (no statistics) is returned as it is. The probes and CLIP heads read ``encoder``'s raw tokens."""
+        if self.token_mean is None:
+            return self.encoder
+        return StandardizedTokens(self.encoder, self.token_mean, self.token_std).eval()
 
     @property
     def preprocess(self) -> dict:
@@ -81,10 +93,10 @@ class EncoderBundle:
 
     @torch.no_grad()
     def features(self, images, batch_size: int = 64) -> torch.Tensor:
-        """(n, C, *spatial) -> (n, 1, N, E) frozen patch tokens, the MLLM's ``features`` layout (T = 1)."""
-        self.encoder.eval()
-        return torch.cat([self.encoder(images[i: i + batch_size]).float()
-                          for i in range(0, len(images), batch_size)])[:, None]
+        """(n, C, *spatial) -> (n, 1, N, E) frozen, standardised patch tokens (``mllm_encoder``), the MLLM's
+        ``features`` layout (T = 1)."""
+        enc = self.mllm_encoder.eval()
+        return torch.cat([enc(images[i: i + batch_size]).float() for i in range(0, len(images), batch_size)])[:, None]
 
 
 def training_data(spec: dict, n: int | None = None, seed: int | None = None, progress: bool = False):
@@ -101,11 +113,12 @@ def training_data(spec: dict, n: int | None = None, seed: int | None = None, pro
                              patch_size=spec["patch_size"][0], workers=spec.get("workers", 1), progress=progress)
 
 
-def _save(folder: Path, enc: SeeingEncoder, heads: PretrainHeads, spec: dict, log: dict) -> None:
+def _save(folder: Path, enc: SeeingEncoder, heads: PretrainHeads, spec: dict, log: dict, stats) -> None:
     from safetensors.torch import save_file
 
     state = {f"encoder.{k}": v.contiguous() for k, v in enc.state_dict().items()}
     state.update({f"heads.{k}": v.contiguous() for k, v in heads.state_dict().items()})
+    state.update({"tokens.mean": stats[0].contiguous(), "tokens.std": stats[1].contiguous()})
     save_file(state, str(folder / "model.safetensors"))
     slim = {k: v for k, v in log.items() if k != "losses"}
     slim["final_losses"] = log["losses"][-1] if log.get("losses") else None
@@ -128,7 +141,8 @@ def _load(folder: Path) -> EncoderBundle:
     heads = PretrainHeads(enc.embed_dim, num_labels, parse_objective(spec["objective"]), spec["clip_dim"],
                           spec["temperature"])
     heads.load_state_dict(head_state)
-    return EncoderBundle(enc.eval(), spec, heads.eval(), folder, meta.get("log", {}))
+    return EncoderBundle(enc.eval(), spec, heads.eval(), folder, meta.get("log", {}), state["tokens.mean"],
+                         state["tokens.std"])
 
 
 def encoder_spec(modality: str, profile: str = "cpu", **overrides) -> dict:
@@ -172,9 +186,10 @@ def get_encoder(modality: str, profile: str = "cpu", cache_dir: str | Path | Non
             return _load(folder)
         data = training_data(spec, progress=progress)
         enc, heads, log = pretrain_encoder(data, spec, progress=progress)
+        stats = token_stats(enc, data.images)
         tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{folder.name}."))
         try:
-            _save(tmp, enc, heads, spec, log)
+            _save(tmp, enc, heads, spec, log, stats)
             os.chmod(tmp, 0o755)                   # mkdtemp makes it private; the cache is for every reader
             if folder.is_dir():                    # retrain: replace the old entry
                 shutil.rmtree(folder)
@@ -182,7 +197,7 @@ def get_encoder(modality: str, profile: str = "cpu", cache_dir: str | Path | Non
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
-    return EncoderBundle(enc, spec, heads, folder, {k: v for k, v in log.items() if k != "losses"})
+    return EncoderBundle(enc, spec, heads, folder, {k: v for k, v in log.items() if k != "losses"}, *stats)
 
 
 def _real_encoder(modality: str, weights) -> EncoderBundle:

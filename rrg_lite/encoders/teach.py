@@ -55,11 +55,42 @@ class SeeingEncoder(nn.Module):
         return self.vit(self.standardize(x.to(self.mean.dtype)))
 
 
+class StandardizedTokens(nn.Module):
+    """A frozen encoder whose output tokens are z-scored per (token, channel) with its training studies' statistics.
+
+    (m, C, *spatial) -> (m, N, E). The tokens of a small world-trained encoder are mostly a constant (position
+    embeddings, the anatomy every phantom shares): what differs between studies is a few per cent of their size.
+    A projector trained for a few hundred steps then sees an almost constant input and the LM learns to ignore it;
+    standardised, the difference between studies is the whole input. Same attributes as the encoder it wraps.
+    """
+
+    def __init__(self, encoder: nn.Module, mean: torch.Tensor, std: torch.Tensor):
+        super().__init__()
+        self.encoder = encoder
+        self.register_buffer("mean", mean.float().clone())      # (N, E)
+        self.register_buffer("std", std.float().clone())        # (N, E)
+        for k in ("spatial_dims", "in_channels", "img_size", "num_patches", "embed_dim", "grid", "patch_size"):
+            setattr(self, k, getattr(encoder, k))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.encoder(x) - self.mean) / self.std
+
+
+@torch.no_grad()
+def token_stats(enc: nn.Module, images: torch.Tensor, batch_size: int = 64, floor: float = 1e-3):
+    """Per-(token, channel) mean and std (+ ``floor``) of ``enc``'s output over ``images``: two (N, E) tensors."""
+    was = enc.training
+    enc.eval()
+    tok = torch.cat([enc(images[i: i + batch_size]).double() for i in range(0, len(images), batch_size)])
+    enc.train(was)
+    return tok.mean(0).float(), (tok.std(0) + floor).float()
+
+
 def build_vit(spec: dict, in_channels: int, img_size) -> ViT:
     """The ViT of an encoder spec (keys: patch_size, embed_dim, depth, heads, patch_embed, stem_cell, stem_width)."""
     return ViT(len(img_size), tuple(img_size), tuple(spec["patch_size"]), in_channels, spec["embed_dim"],
                spec["depth"], spec["heads"], patch_embed=spec["patch_embed"], stem_cell=tuple(spec["stem_cell"]),
-               stem_width=spec["stem_width"])
+               stem_width=spec["stem_width"], final_norm=spec.get("final_norm", True))
 
 
 def voxel_stats(images: torch.Tensor, floor: float) -> tuple[torch.Tensor, torch.Tensor]:

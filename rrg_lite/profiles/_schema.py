@@ -43,6 +43,7 @@ MODEL_FIELDS = tuple(COMMON_FIELDS)
 MODEL_CHAPTERS = ("mllm", "mu2", "dpo")
 
 ENCODERS = {
+    "shared": "the book's world-trained encoder of chapter 4 (rrg_lite.encoders.hub.get_encoder): trained once, cached",
     "vit3d": "the package's small 3-D ViT (rrg_lite.encoders.vit.vit3d), sized by the profile",
     "m3d-clip": "M3D-CLIP's vision tower (rrg_lite.encoders.pretrained.m3d_clip_vit), weights from encoder_weights",
     "vit2d": "the package's small 2-D ViT (rrg_lite.encoders.vit.vit2d), for X-rays",

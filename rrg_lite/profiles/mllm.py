@@ -1,8 +1,10 @@
 """Chapter 5 — "A multimodal LLM from parts": the LLaVA recipe on chest CT.
 
-cpu:  the synthetic world (chest scan range, lesions 1.5x the default size), three CT windows, a 2-layer ViT-3D
-      with a conv-max stem pre-trained on labels for seconds, an M3D-style pooling projector, a tiny Llama
-      (hidden 128, 2 layers) with a word-level vocabulary; a few minutes on 2 cores.
+cpu:  the synthetic world (chest scan range, lesions 1.5x the default size), three CT windows, chapter 4's shared
+      CT encoder (``encoder="shared"``: rrg_lite.encoders.hub.get_encoder("ct"), a hybrid ViT-3D pre-trained once
+      on the world and cached; ``encoder="vit3d"`` trains a small one here instead), an M3D-style pooling
+      projector, a tiny Llama (hidden 128, 2 layers) with a word-level vocabulary; the text-only baseline gets as
+      many report steps as the image model; a few minutes on 2 cores.
 full: CT-RATE (a local folder in the release's layout), M3D-CLIP's 3-D ViT (32x256x256, 4x16x16 patches, width 768,
       one channel), Llama-3.2-1B-Instruct, LoRA r=8/alpha=32/dropout=0.05 (M4CXR), bf16 on a GPU. Memory estimate:
       :func:`rrg_lite.mllm.memory.estimate_training_memory`.
@@ -23,17 +25,17 @@ PROFILES = {
         "feature_cache": None,              # a folder: frozen features on disk (computed once, read lazily)
         "volume_shape": [32, 64, 64],
         "windows": ["lung", "mediastinum", "bone"],  # one input channel per CT window
-        "standardize": True,                # per-voxel standardisation fitted on the training studies
-        "encoder": "vit3d",                 # vit3d (small, CPU) | m3d-clip (MONAI ViT) — with encoder_weights
-        "encoder_weights": None,            # None: random init, pre-trained on the world's labels below
+        "standardize": False,               # the shared encoder standardises each voxel itself (vit3d: set True)
+        "encoder": "shared",                # shared (chapter 4's, cached) | vit3d (trained here) | m3d-clip
+        "encoder_weights": None,            # None: no real weights (shared / vit3d are trained on the world)
         "patch_size": [8, 16, 16],
-        "patch_embed": "conv_max",          # conv | linear | conv_max (conv stem + max over each patch)
+        "patch_embed": "conv_max",          # vit3d only: conv | linear | conv_max | voxel_max | conv_stem
         "stem_cell": [2, 4, 4],
         "stem_width": 32,
         "encoder_width": 64,
         "encoder_depth": 2,
         "encoder_heads": 4,
-        "encoder_epochs": 12,
+        "encoder_epochs": 12,               # vit3d only: label pre-training in the chapter
         "encoder_lr": 5e-3,
         "probe_pool": "meanmax",            # how the label probe pools patch tokens during pre-training
         "pool_kernel": [2, 2, 2],           # M3D spatial pooling of the patch grid: 4x4x4 -> 8 tokens

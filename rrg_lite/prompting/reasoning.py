@@ -28,10 +28,13 @@ import argparse
 import json
 import re
 import statistics
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from ..data.atomic import write_text_atomic
+from .cache import CacheLockedError
 from .jsonl import provenance, read_jsonl, write_jsonl
 from .parsing import MalformedReply, extract_questions, extract_thinking_answer, parse_yes_no
 from .runner import CallFailure, LLMRunner
@@ -291,11 +294,12 @@ class Mu2ReasoningPipeline:
         stats["llm"] = dict(sorted(self.runner.stats.items()))
         stats["model"] = self.runner.model_name
         write_jsonl(self.out_dir / "rejected.jsonl", rejected)
-        (self.out_dir / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True))
+        write_text_atomic(self.out_dir / "stats.json", json.dumps(stats, indent=2, sort_keys=True))
         return stats
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command line; returns the exit status (2: the request cache stayed locked by another process)."""
     from .cache import RequestCache
     from .clients import OpenAICompatibleClient
 
@@ -314,14 +318,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--max-questions", type=int, default=None)
     args = ap.parse_args(argv)
     client = OpenAICompatibleClient(args.base_url, model=args.model, api_key_env=args.api_key_env)
-    cache = RequestCache(args.cache or Path(args.out) / "llm_cache.sqlite")
+    cache_path = Path(args.cache or Path(args.out) / "llm_cache.sqlite")
+    cache = RequestCache(cache_path)
     runner = LLMRunner(client, cache, max_concurrency=args.concurrency, timeout_s=args.timeout,
                        max_retries=args.retries, backoff_s=args.backoff)
     pipeline = Mu2ReasoningPipeline(runner, args.out, max_questions=args.max_questions,
                                     request_kwargs={"model": args.model, "temperature": args.temperature})
-    stats = pipeline.run(read_jsonl(args.records))
+    try:
+        stats = pipeline.run(read_jsonl(args.records))
+    except CacheLockedError as err:
+        # Another process holds the SQLite cache; the replies it blocked were spilled to a side file (not lost),
+        # so the fix is to free the cache and rerun, not to read a traceback. Its lock ends with that process:
+        # do not delete the cache's -wal file, which holds committed replies.
+        saved = f"; this run's replies were saved to {err.unsaved_path} and reused on rerun" if err.unsaved_path else ""
+        print(f"rrg_lite.prompting.reasoning: error: the request cache {cache_path} is locked by another process; "
+              f"wait for the other run to finish (or stop the stale process holding the lock), then rerun{saved}",
+              file=sys.stderr)
+        return 2
     print(json.dumps({k: stats[k] for k in ("studies", "questions", "filter", "report_thinking")}, indent=2))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

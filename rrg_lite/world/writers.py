@@ -16,7 +16,8 @@
 Every writer also writes ``world_annotations.jsonl``: the ground truth that real datasets lack (findings, boxes,
 questions, sentence tags), keyed by the dataset's own study name. Files are byte-reproducible: volumes are stored as
 int16 (HU) / uint8 (masks) / float32 (SUV), gzip headers carry no time stamp (nibabel), CSV/JSON keys are ordered.
-Writers stream: give them an iterator of studies and memory stays flat.
+Writers stream: give them an iterator of studies and memory stays flat. Every file is written atomically
+(:mod:`rrg_lite.data.atomic`): a killed or failing writer leaves the previous file or none, never half a file.
 """
 from __future__ import annotations
 
@@ -24,11 +25,13 @@ import csv
 import datetime
 import io
 import json
+import shutil
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
+from ..data.atomic import atomic_path, write_bytes_atomic, write_text_atomic
 from .vocab import CHEXPERT_LABELS, CT_RATE_LABELS
 
 ANNOTATIONS = "world_annotations.jsonl"
@@ -45,12 +48,19 @@ def _split_names(split: str) -> tuple[str, str]:
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(header)
     w.writerows(rows)
-    path.write_text(buf.getvalue(), encoding="utf-8")
+    write_text_atomic(path, buf.getvalue())
+
+
+def _append_text(path: Path, text: str) -> None:
+    """Append ``text`` to ``path`` atomically: copy, append to the copy, replace (a crash keeps the old rows)."""
+    with atomic_path(path) as tmp:
+        shutil.copyfile(path, tmp)
+        with open(tmp, "a", encoding="utf-8", newline="") as fh:
+            fh.write(text)
 
 
 def _save_volume(array_dhw: np.ndarray, path: Path, affine: np.ndarray, dtype) -> None:
@@ -66,9 +76,7 @@ def _save_volume(array_dhw: np.ndarray, path: Path, affine: np.ndarray, dtype) -
     data = np.asarray(np.transpose(array_dhw, (2, 1, 0)), dtype=dtype)
     img = nib.Nifti1Image(data, np.asarray(affine, dtype=np.float64))
     img.header.set_xyzt_units("mm")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(gzip.compress(img.to_bytes(), compresslevel=1, mtime=0))
+    write_bytes_atomic(path, gzip.compress(img.to_bytes(), compresslevel=1, mtime=0))
 
 
 def _annotation(name: str, study, extra: dict | None = None) -> dict:
@@ -135,9 +143,7 @@ def ctrate_tables(rows: Iterable[dict], root: str | Path, split: str, radgenome:
     if radgenome:
         _write_csv(root / "radgenome" / f"{word}_region_report.csv", ["Volumename", "Anatomy", "Sentence"],
                    [x for r in rows for x in r["regions"]])
-    ann = root / f"{prefix}_{ANNOTATIONS}"
-    ann.parent.mkdir(parents=True, exist_ok=True)
-    ann.write_text("\n".join(r["annotation"] for r in rows) + "\n", encoding="utf-8")
+    write_text_atomic(root / f"{prefix}_{ANNOTATIONS}", "\n".join(r["annotation"] for r in rows) + "\n")
     return [r["report"][0] for r in rows]
 
 
@@ -182,8 +188,8 @@ def write_amosmm(studies_by_split: dict[str, Iterable], root: str | Path) -> Pat
             })
             ann.append(json.dumps(_annotation(rel, st), sort_keys=True))
     meta = {"name": "AMOS-MM (synthetic world)", "modality": {"0": "CT"}, **data}
-    (root / "dataset.json").write_text(json.dumps(meta, indent=1, sort_keys=False) + "\n", encoding="utf-8")
-    (root / ANNOTATIONS).write_text("\n".join(ann) + "\n", encoding="utf-8")
+    write_text_atomic(root / "dataset.json", json.dumps(meta, indent=1, sort_keys=False) + "\n")
+    write_text_atomic(root / ANNOTATIONS, "\n".join(ann) + "\n")
     return root / "dataset.json"
 
 
@@ -220,13 +226,13 @@ def _ids(i: int, k: int) -> tuple[int, int, str]:
 def _save_image(img: np.ndarray, path: Path, fmt: str) -> None:
     from PIL import Image
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     arr = np.clip(np.rint(np.asarray(img) * 255.0), 0, 255).astype(np.uint8)
     im = Image.fromarray(arr, mode="L")
-    if fmt == "jpg":
-        im.save(path, format="JPEG", quality=95)
-    else:
-        im.save(path, format="PNG", optimize=False)
+    with atomic_path(path) as tmp:   # the format is given, so PIL need not guess it from the temporary name
+        if fmt == "jpg":
+            im.save(tmp, format="JPEG", quality=95)
+        else:
+            im.save(tmp, format="PNG", optimize=False)
 
 
 def mimic_files(st, root: str | Path, split: str, i: int, fmt: str = "jpg") -> dict:
@@ -255,7 +261,7 @@ def mimic_files(st, root: str | Path, split: str, i: int, fmt: str = "jpg") -> d
                                  date, f"{100000 + 3600 * j:.3f}", f"CHEST ({view_words})",
                                  {"PA": "postero-anterior", "AP": "antero-posterior"}.get(code, "lateral"), "Erect"])
             rows["split"].append([dicom, study, subject, split])
-        (folder / f"s{study}.txt").write_text(mimic_report_text(s.report, view_words), encoding="utf-8")
+        write_text_atomic(folder / f"s{study}.txt", mimic_report_text(s.report, view_words))
         rows["chexpert"].append([subject, study] + ["" if np.isnan(s.labels[CHEXPERT_LABELS.index(l)])
                                                     else f"{s.labels[CHEXPERT_LABELS.index(l)]:.1f}" for l in alpha])
         rows["annotation"].append(json.dumps(_annotation(f"s{study}", s, {"subject_id": subject}), sort_keys=True))
@@ -276,14 +282,17 @@ def mimic_tables(rows: Iterable[dict], root: str | Path, append: bool = False) -
               [x for r in rows for x in r["chexpert"]])]
     for path, header, data in files:
         if append and path.exists():
-            with open(path, "a", encoding="utf-8", newline="") as fh:
-                csv.writer(fh, lineterminator="\n").writerows(data)
+            buf = io.StringIO()
+            csv.writer(buf, lineterminator="\n").writerows(data)
+            _append_text(path, buf.getvalue())
         else:
             _write_csv(path, header, data)
     ann = root / ANNOTATIONS
     lines = "".join(a + "\n" for r in rows for a in r["annotation"])
-    with open(ann, "a" if (append and ann.exists()) else "w", encoding="utf-8") as fh:
-        fh.write(lines)
+    if append and ann.exists():
+        _append_text(ann, lines)
+    else:
+        write_text_atomic(ann, lines)
 
 
 def write_mimic(studies: Iterable, root: str | Path, split: str = "train", fmt: str = "jpg",
@@ -315,8 +324,8 @@ def write_petct(studies: Iterable, root: str | Path) -> list[str]:
         rep = {"study_id": st.study_id, "age": st.age, "sex": st.sex, "tracer": "18F-FDG",
                "regions": st.report.pet_ct_parts, "findings": st.report.findings,
                "impression": st.report.impression}
-        (d / "report.json").write_text(json.dumps(rep, indent=1) + "\n", encoding="utf-8")
+        write_text_atomic(d / "report.json", json.dumps(rep, indent=1) + "\n")
         ann.append(json.dumps(_annotation(st.study_id, st), sort_keys=True))
         names.append(st.study_id)
-    (root / ANNOTATIONS).write_text("\n".join(ann) + "\n", encoding="utf-8")
+    write_text_atomic(root / ANNOTATIONS, "\n".join(ann) + "\n")
     return names

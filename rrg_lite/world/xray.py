@@ -171,7 +171,8 @@ def _sample_cxr_kind(name: str, rng, an: Anatomy, cfg: WorldConfig, one_view: bo
             pts = [tuple(gen + t * (tip - gen)) for t in np.linspace(0.15, 1, 10)]
             pts = [tuple(gen)] * 3 + pts
         f = make(organ="devices", location="chest", subtype=sub, center_mm=tuple(pts[-1]))
-        f.params["layers"] = [layer([blob(p, (4.0, 4.0, 4.0)) for p in pts], 2500, within=None)]
+        # 6 mm beads: 4 mm ones fall between the voxels of the 64-voxel phantom grid and the tube vanishes
+        f.params["layers"] = [layer([blob(p, (6.0, 6.0, 6.0)) for p in pts], 2500, within=None)]
         return f
     raise KeyError(f"unknown X-ray finding kind {name!r}")
 

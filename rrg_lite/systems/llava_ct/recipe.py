@@ -20,7 +20,6 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from rrg_lite.data.transforms import resize, window
 from rrg_lite.encoders.pretrained import resolve_weights  # noqa: F401  (part of this recipe's API)
 
 # The image comes last, right before the answer: a small LM trained on text attends most to recent positions,
@@ -37,12 +36,11 @@ def preprocess_ct(hu: np.ndarray, shape=(32, 64, 64), windows: Sequence = CT_WIN
     The default is the lung window and the mediastinal window; M3D-CLIP reads one channel (e.g.
     ``((0, 2000),)``: -1000..1000 HU scaled to [0, 1]).
     """
-    if hu.ndim != 3:
-        raise ValueError(f"a CT volume must be (D, H, W), got shape {hu.shape}")
+    from rrg_lite.encoders.data import preprocess_ct as encoder_input   # one implementation: the shared encoder's
+
     if not len(windows):
         raise ValueError("preprocess_ct needs at least one window")
-    chans = [resize(window(hu, w) if isinstance(w, str) else window(hu, *w), shape) for w in windows]
-    return np.stack(chans).astype(np.float32)
+    return encoder_input(hu, shape, windows)
 
 
 class VolumeFiles:
@@ -307,8 +305,36 @@ def load_ct_report_data(cfg, seed: int = 0, progress: bool = True) -> CTReportDa
                                    windows=windows, lazy=_opt(cfg, "lazy", False), progress=progress)
 
 
+def shared_encoder(cfg, progress: bool = True):
+    """The book's CT encoder (:func:`rrg_lite.encoders.hub.get_encoder`, chapter 4), checked against this profile.
+
+    It was pre-trained once on world studies ``0 .. n_train-1`` of seed 0 (the first training studies here too,
+    never the held-out ones) and cached; it standardises its input itself, so the volumes must not be standardised
+    again. A profile whose input differs (shape, windows, world knobs) gets a clear error, not silently wrong features.
+    """
+    from rrg_lite.encoders.hub import get_encoder
+
+    bundle = get_encoder("ct", progress=progress)
+    spec = bundle.spec
+    norm = lambda ws: [list(w) if isinstance(w, (list, tuple)) else w for w in ws]   # noqa: E731
+    if _opt(cfg, "standardize", False):
+        raise ValueError("standardize=True with encoder='shared': the shared encoder standardises each voxel itself "
+                         "(against its own training studies); set standardize=False")
+    want = {"shape": list(cfg.volume_shape), "windows": norm(_opt(cfg, "windows", CT_WINDOWS)),
+            "world": dict(_opt(cfg, "world", None) or {})}
+    got = {"shape": list(spec["shape"]), "windows": norm(spec["windows"]), "world": dict(spec.get("world") or {})}
+    if want != got:
+        diff = {k: (want[k], got[k]) for k in want if want[k] != got[k]}
+        raise ValueError(f"the shared CT encoder ({bundle.path}) reads other input than this profile: "
+                         + "; ".join(f"{k}: profile {a!r}, encoder {b!r}" for k, (a, b) in diff.items())
+                         + ". Use encoder='vit3d' to train one for this input here, or change the CT spec in "
+                           "rrg_lite/profiles/encoders.py (a new spec is trained once and cached).")
+    return bundle
+
+
 def build_encoder(cfg, in_channels: int | None = None, seed: int = 0):
-    """The profile's vision encoder: a small ViT-3D (``encoder="vit3d"``) or M3D-CLIP's ViT (``"m3d-clip"``).
+    """The profile's vision encoder: the shared world-trained one (``encoder="shared"``), a small ViT-3D trained here
+    (``"vit3d"``) or M3D-CLIP's ViT (``"m3d-clip"``).
 
     ``encoder_weights``: a local safetensors file or folder, or a Hub id (its ``*.safetensors`` files are fetched
     only because the caller named it; the CPU profile names none).
@@ -316,6 +342,8 @@ def build_encoder(cfg, in_channels: int | None = None, seed: int = 0):
     from rrg_lite.encoders.pretrained import m3d_clip_vit
     from rrg_lite.encoders.vit import vit3d
 
+    if cfg.encoder == "shared":
+        return shared_encoder(cfg).mllm_encoder           # tokens standardised: what a projector should read
     channels = in_channels or len(_opt(cfg, "windows", CT_WINDOWS))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -330,7 +358,7 @@ def build_encoder(cfg, in_channels: int | None = None, seed: int = 0):
                                 patch_size=tuple(cfg.patch_size), in_channels=channels, hidden_size=width,
                                 mlp_dim=4 * width, num_layers=_opt(cfg, "encoder_depth", 12),
                                 num_heads=_opt(cfg, "encoder_heads", 12))
-    raise ValueError(f"unknown encoder {cfg.encoder!r}; choose 'vit3d' or 'm3d-clip'")
+    raise ValueError(f"unknown encoder {cfg.encoder!r}; choose 'shared', 'vit3d' or 'm3d-clip'")
 
 
 def build_language_model(cfg, train_reports: list[str], extra_texts=(), seed: int = 0):

@@ -81,9 +81,9 @@ def token_stats(enc: nn.Module, images: torch.Tensor, batch_size: int = 64, floo
     """Per-(token, channel) mean and std (+ ``floor``) of ``enc``'s output over ``images``: two (N, E) tensors."""
     was = enc.training
     enc.eval()
-    tok = torch.cat([enc(images[i: i + batch_size]).double() for i in range(0, len(images), batch_size)])
+    tok = torch.cat([enc(images[i: i + batch_size]) for i in range(0, len(images), batch_size)])
     enc.train(was)
-    return tok.mean(0).float(), (tok.std(0) + floor).float()
+    return voxel_stats(tok, floor)                     # the same per-position statistics as the input's
 
 
 def build_vit(spec: dict, in_channels: int, img_size) -> ViT:

@@ -62,6 +62,25 @@ def _xy_spacing(value) -> list[float] | None:
     return [float(v) for v in nums] or None
 
 
+class _OneRowPerVolume:
+    """Rows of a per-volume CSV keyed by ``VolumeName``: the first row is kept and an identical repeat is harmless;
+    a repeat with other values makes the volume ambiguous (reported to ``problems``, added to ``ambiguous``)."""
+
+    def __init__(self, path: Path, what: str, problems: Problems, ambiguous: set[str]):
+        self.path, self.what, self.problems, self.ambiguous = path, what, problems, ambiguous
+        self.values: dict[str, dict] = {}
+        self.lines: dict[str, int] = {}
+
+    def add(self, vname: str, value: dict, line: int) -> None:
+        if vname in self.values and self.values[vname] != value:
+            self.problems(f"{self.path}:{line}", f"{vname}: duplicate VolumeName with different {self.what} than on "
+                                                 f"line {self.lines[vname]}; keep one row per volume")
+            self.ambiguous.add(vname)
+            return
+        self.values.setdefault(vname, value)
+        self.lines.setdefault(vname, line)
+
+
 def read_ctrate(root: str | Path, split: str = "train", require_images: bool = True, skip_bad: bool = False,
                 labels_required: bool = True) -> list[StudyRecord]:
     """CT-RATE split → one record per volume (report sections, 18 labels, rescale hints from the metadata CSV).
@@ -83,7 +102,7 @@ def read_ctrate(root: str | Path, split: str = "train", require_images: bool = T
     ambiguous: set[str] = set()
     if lab_path.exists() or labels_required:
         lab = read_csv(lab_path, ("VolumeName", *CT_RATE_LABELS), "CT-RATE labels")
-        lab_line: dict[str, int] = {}
+        label_rows = _OneRowPerVolume(lab_path, "labels", problems, ambiguous)
         for i, row in lab.iterrows():
             vals = {}
             for name in CT_RATE_LABELS:
@@ -91,31 +110,19 @@ def read_ctrate(root: str | Path, split: str = "train", require_images: bool = T
                 if v is None or v not in (0.0, 1.0):
                     raise DataFormatError(f"{lab_path}: {row['VolumeName']}: label {name!r} must be 0 or 1, got {row[name]!r}")
                 vals[name] = v
-            vname = text(row["VolumeName"])
-            if vname in labels and labels[vname] != vals:
-                problems(f"{lab_path}:{i + 2}", f"{vname}: duplicate VolumeName with different labels than on line "
-                                                f"{lab_line[vname]}; keep one row per volume")
-                ambiguous.add(vname)
-                continue
-            labels.setdefault(vname, vals)
-            lab_line.setdefault(vname, i + 2)
+            label_rows.add(text(row["VolumeName"]), vals, i + 2)
+        labels = label_rows.values
     meta_path = root / "metadata" / f"{word}_metadata.csv"
     meta = {}
     if meta_path.exists():
         md = read_csv(meta_path, ("VolumeName",), "CT-RATE metadata")
-        meta_line: dict[str, int] = {}
+        meta_rows = _OneRowPerVolume(meta_path, "rescale/spacing", problems, ambiguous)
         for i, row in md.iterrows():
-            vname = text(row["VolumeName"])
             m = {"rescale_slope": number(row.get("RescaleSlope")),
                  "rescale_intercept": number(row.get("RescaleIntercept")),
                  "xy_spacing": _xy_spacing(row.get("XYSpacing")), "z_spacing": number(row.get("ZSpacing"))}
-            if vname in meta and meta[vname] != m:
-                problems(f"{meta_path}:{i + 2}", f"{vname}: duplicate VolumeName with different rescale/spacing "
-                                                 f"than on line {meta_line[vname]}; keep one row per volume")
-                ambiguous.add(vname)
-                continue
-            meta.setdefault(vname, m)
-            meta_line.setdefault(vname, i + 2)
+            meta_rows.add(text(row["VolumeName"]), m, i + 2)
+        meta = meta_rows.values
     ann = read_annotations(root / f"{prefix}_world_annotations.jsonl")
     records = []
     report_line: dict[str, int] = {}

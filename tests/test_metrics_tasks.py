@@ -6,7 +6,8 @@ from rrg_lite.metrics.hallucination import detect_input_agnostic, hallucination_
 from rrg_lite.metrics.lengths import length_kl
 from rrg_lite.metrics.nlg import bleu
 from rrg_lite.metrics.significance import approximate_randomization, bootstrap_ci, paired_bootstrap
-from rrg_lite.metrics.tasks import box_iou, grounding_metrics, parse_box_text, region_recognition, vqa_metrics
+from rrg_lite.metrics.tasks import box_iou, grounding_metrics, parse_box_text, region_recognition
+from rrg_lite.metrics.vqa import vqa_scores
 
 
 def test_iou_by_hand():
@@ -23,7 +24,7 @@ def test_iou_by_hand():
 
 
 def test_vqa_by_hand():
-    out = vqa_metrics(["Yes.", "left lower lobe", "right"], ["yes", "left lower lobe", "left upper lobe"])
+    out = vqa_scores(["Yes.", "left lower lobe", "right"], ["yes", "left lower lobe", "left upper lobe"])
     assert abs(out["VQA accuracy"].value - 2 / 3) < 1e-12
     assert abs(out["VQA recall"].value - (1 + 1 + 0) / 3) < 1e-12
     # BLEU-1 of "right" vs "left upper lobe": 0 matches; the others are exact copies -> ~1

@@ -30,8 +30,12 @@ The pieces, one module per idea:
 ``green``                   ``green_from_counts``, ``parse_green_output``, ``green_offline(preds, refs, labeler)``,
                             ``green_offline_findings``, ``findings_from_records`` (world records),
                             ``green_official(..., model_path)``, ``green_with_judge(..., judge)``
-``tasks``                   ``grounding_metrics`` (mIoU, Acc@0.5), ``vqa_metrics`` (accuracy, recall, BLEU-1),
-                            ``region_recognition`` (P/R/F1)
+``tasks``                   ``grounding_metrics`` (mIoU, Acc@0.5), ``region_recognition`` (P/R/F1)
+``grounding``               M4CXR's grounding around them: ``grounding_results`` (boxes read from answers),
+                            ``pairwise_iou``, ``mean_box_baseline``
+``vqa``                     ``vqa_scores`` — M4CXR's exact-match accuracy, recall, per-sample BLEU-1
+``petct_facts``             PET/CT fact-level scores: ``fact_f1`` (F1-T/TP/TF/TPF), ``malignancy_f1``,
+                            ``suv_bin_accuracy``, ``size_error``, ``petct_fact_metrics``
 ``hallucination``           ``hallucination_rate(reports)`` — share with comparison / procedure / view /
                             communication content (LLM-RG4's "hall.", rule-based)
 ``lengths``                 ``length_kl(preds, refs)`` — KDE of word counts and KL(ref || generated)

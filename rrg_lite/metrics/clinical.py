@@ -29,7 +29,8 @@ from .ctrate_labeler import CTRATE_LABELS, binarize, label_reports_ctrate
 from .result import MetricResult
 from .text import check_pairs
 
-__all__ = ["binarize", "prf_counts", "clinical_efficacy", "clinical_efficacy_reports", "micro_f1_from_binary"]
+__all__ = ["binarize", "prf_counts", "clinical_efficacy", "clinical_efficacy_reports", "micro_f1_from_binary",
+           "per_label_prf", "harmonic_f1", "weighted_prf", "clinical_efficacy_weighted"]
 
 
 def _safe_div(a, b, zero: float = 0.0):
@@ -145,3 +146,111 @@ def clinical_efficacy_reports(preds, refs, labeler: str = "chexpert", uncertain:
         res.convention = f"{what}; {res.convention}"
         res.notes.extend(notes)
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Support-weighted P / R and Reg2RG's two F1 conventions
+# ---------------------------------------------------------------------------------------------------------------
+# Per label l: P_l = TP_l / (TP_l + FP_l), R_l = TP_l / (TP_l + FN_l), F1_l = 2 TP_l / (2 TP_l + FP_l + FN_l), and
+# the support n_l = TP_l + FN_l (reference positives). With weights w_l = n_l / Σ n:
+#
+#     P_w = Σ w_l P_l          R_w = Σ w_l R_l                                    (sklearn average="weighted")
+#     F1 (paper)     = 2 P_w R_w / (P_w + R_w)       Reg2RG's tables: harmonic mean of the weighted P and R
+#     F1 (evaluator) = Σ w_l F1_l                    Reg2RG's released evaluator, sklearn average="weighted"
+#
+# The two differ whenever the per-label P and R are not proportional (e.g. a label that is never predicted).
+# Reg2RG's full model reads P .4257 R .1805 with the evaluator's F1 .2379, while its paper prints
+# 2PR/(P+R) = .253; every row of its Table II is the harmonic mean of that row's P and R.
+
+def _check_binary_pair(pred, ref, who: str) -> tuple[np.ndarray, np.ndarray]:
+    pred, ref = np.asarray(pred), np.asarray(ref)
+    if pred.shape != ref.shape or pred.ndim != 2:
+        raise ValueError(f"{who}: prediction {pred.shape} and reference {ref.shape} must be two (N, L) arrays "
+                         "of one shape")
+    for name, a in (("prediction", pred), ("reference", ref)):
+        if not np.isin(a, (0, 1)).all():
+            raise ValueError(f"{who}: the {name} array must be binary (0/1 or bool); binarise label codes first")
+    return pred.astype(bool), ref.astype(bool)
+
+
+def per_label_prf(pred: np.ndarray, ref: np.ndarray, zero_division: float = 0.0
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-label precision, recall, F1 and support (reference positives) of binary (N, L) arrays -> four (L,)."""
+    pred, ref = _check_binary_pair(pred, ref, "per_label_prf")
+    tp, fp, fn = (x.sum(0) for x in prf_counts(pred, ref))
+    p = _safe_div(tp, tp + fp, zero_division)
+    r = _safe_div(tp, tp + fn, zero_division)
+    f = _safe_div(2 * tp, 2 * tp + fp + fn, zero_division)
+    return p, r, f, (tp + fn).astype(np.int64)
+
+
+def harmonic_f1(precision: float, recall: float, zero_division: float = 0.0) -> float:
+    """2PR / (P + R) — the F1 Reg2RG's paper prints, applied to its (weighted) P and R."""
+    return float(_f1(precision, recall, zero_division))
+
+
+def weighted_prf(pred: np.ndarray, ref: np.ndarray, zero_division: float = 0.0) -> dict[str, float]:
+    """Support-weighted P and R of binary (N, L) arrays and F1 both ways (see the section comment).
+
+    Returns ``{"P", "R", "F1_harmonic", "F1_weighted"}``. Labels without reference positives weigh 0; when no
+    label has any, every value is ``zero_division`` (as sklearn).
+    """
+    p, r, f, n = per_label_prf(pred, ref, zero_division)
+    total = n.sum()
+    if total == 0:
+        z = float(zero_division)
+        return {"P": z, "R": z, "F1_harmonic": z, "F1_weighted": z}
+    w = n / total
+    wp, wr = float(w @ p), float(w @ r)
+    return {"P": wp, "R": wr, "F1_harmonic": harmonic_f1(wp, wr, zero_division), "F1_weighted": float(w @ f)}
+
+
+def _binary_from(values: np.ndarray, uncertain: str, threshold: float | None, who: str) -> np.ndarray:
+    values = np.asarray(values, dtype=float)
+    if threshold is not None:
+        if np.isnan(values).any():
+            raise ValueError(f"{who}: scores contain NaN; a classifier's probabilities cannot be blank")
+        return values >= threshold
+    known = np.isnan(values) | np.isin(values, (1.0, 0.0, -1.0))
+    if not known.all():
+        raise ValueError(f"{who}: values other than 1 / 0 / -1 / NaN (e.g. {values[~known][0]!r}) look like "
+                         "classifier scores; pass threshold=0.5 (Reg2RG's) to binarise them")
+    return binarize(values, uncertain).astype(bool)
+
+
+def clinical_efficacy_weighted(pred: np.ndarray, ref: np.ndarray, labels: Sequence[str] = CTRATE_LABELS,
+                               uncertain: str = "positive", threshold: float | None = None,
+                               zero_division: float = 0.0, prefix: str = "") -> dict[str, MetricResult]:
+    """Reg2RG's CE: support-weighted P and R over (by default) CT-RATE's 18 labels, and F1 both ways.
+
+    Args:
+        pred, ref: (N, L) label codes (1 / 0 / -1 / NaN, as :func:`binarize` reads them) or, with ``threshold``,
+            classifier scores (CT-CLIP's RadBERT probabilities; score ≥ threshold is positive, the paper: 0.5).
+        labels: the L column names. uncertain: how -1 counts (codes only). zero_division: value of 0/0.
+
+    Returns ``{"weighted-P-L", "weighted-R-L", "F1-of-weighted-PR-L", "weighted-F1-L"}`` (L = number of
+    labels): the paper's F1 is ``F1-of-weighted-PR``, the released evaluator's ``weighted-F1``.
+    ``extra["per_label"]`` of each holds {label: (P, R, F1, support)}.
+    """
+    pred_b = _binary_from(pred, uncertain, threshold, "clinical_efficacy_weighted")
+    ref_b = _binary_from(ref, uncertain, threshold, "clinical_efficacy_weighted")
+    if pred_b.shape != ref_b.shape or pred_b.ndim != 2 or pred_b.shape[1] != len(labels):
+        raise ValueError(f"clinical_efficacy_weighted: expected two (N, {len(labels)}) arrays, got prediction "
+                         f"{pred_b.shape} and reference {ref_b.shape}")
+    p, r, f, n = per_label_prf(pred_b, ref_b, zero_division)
+    vals = weighted_prf(pred_b, ref_b, zero_division)
+    k, N = len(labels), len(pred_b)
+    how = (f"threshold {threshold} on scores" if threshold is not None else
+           f"binary labels ({'uncertain as positive' if uncertain == 'positive' else 'uncertain as negative'}, "
+           "blank as negative)")
+    conv = f"{how} over {k} labels, weights = reference positives per label; zero_division={zero_division}"
+    extra = {"per_label": {name: (float(a), float(b), float(c), int(d)) for name, a, b, c, d in
+                           zip(labels, p, r, f, n)}, "labels": list(labels)}
+    rows = (("weighted-P", vals["P"], "support-weighted precision"),
+            ("weighted-R", vals["R"], "support-weighted recall"),
+            ("F1-of-weighted-PR", vals["F1_harmonic"],
+             "2PR/(P+R) of the weighted P and R (Reg2RG's paper tables)"),
+            ("weighted-F1", vals["F1_weighted"],
+             "support-weighted mean of per-label F1 (Reg2RG's released evaluator, sklearn average='weighted')"))
+    return {f"{prefix}{name}-{k}": MetricResult(f"{prefix}{name}-{k}", v, f"{what}; {conv}", None, N, extra=extra)
+            for name, v, what in rows}

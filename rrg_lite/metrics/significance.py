@@ -11,6 +11,9 @@ Three tools, all seeded:
 * :func:`approximate_randomization` — permutation test: swap the two systems' outputs per report with
   probability 1/2, recompute the difference; p = (1 + #|diff| >= |observed|) / (1 + trials).
 
+Over seeds (few runs, each a number): :func:`t_interval` — the mean and its Student-t interval,
+mean ± t_{(1+c)/2, n-1}·s/√n; :func:`summarize_seeds` — that interval per variant and metric of an ablation's rows.
+
 Each takes either :class:`MetricResult` objects (their per-report material is used; see
 :func:`resampling_view`) or raw per-report arrays with a statistic function ``stat(rows) -> float``.
 """
@@ -22,7 +25,8 @@ import numpy as np
 
 from .result import MetricResult
 
-__all__ = ["resampling_view", "bootstrap_ci", "paired_bootstrap", "approximate_randomization"]
+__all__ = ["resampling_view", "bootstrap_ci", "paired_bootstrap", "approximate_randomization", "t_interval",
+           "summarize_seeds"]
 
 
 def _mean_stat(rows: np.ndarray) -> float:
@@ -114,3 +118,41 @@ def approximate_randomization(a, b, stat: Callable | None = None, trials: int = 
         if abs(fb(xb) - fa(xa)) >= abs(observed) - 1e-12:
             hits += 1
     return {"delta": float(observed), "p_value": (hits + 1) / (trials + 1), "trials": trials}
+
+
+def t_interval(x, confidence: float = 0.95) -> tuple[float, float, float]:
+    """``(mean, lo, hi)`` of the finite values of ``x``: mean ± t_{(1+c)/2, n−1} · s / √n (s with ddof 1).
+
+    One value gives NaN bounds; none gives NaN everywhere (a run that produced no number is not a zero).
+    """
+    from scipy import stats
+
+    x = np.asarray(x, dtype=float).ravel()
+    x = x[np.isfinite(x)]
+    if len(x) == 0:
+        return float("nan"), float("nan"), float("nan")
+    mean = float(x.mean())
+    if len(x) < 2:
+        return mean, float("nan"), float("nan")
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
+    return mean, mean - half, mean + half
+
+
+def summarize_seeds(rows, metrics=None, by: str = "variant", confidence: float = 0.95):
+    """Mean over seeds and a t-interval (:func:`t_interval`) per ``by`` group and metric.
+
+    ``rows``: [{by: ..., "seed": ..., metric: value, ...}]. Returns a DataFrame indexed by the groups (in first-seen
+    order) with ``<metric>``, ``<metric> lo``, ``<metric> hi`` and ``n seeds``; metrics a group lacks are left out.
+    """
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    metrics = list(metrics or [c for c in df.columns if c not in (by, "seed")])
+    out = {}
+    for key, group in df.groupby(by, sort=False):
+        row = {"n seeds": len(group)}
+        for m in metrics:
+            if m in group:
+                row[m], row[f"{m} lo"], row[f"{m} hi"] = t_interval(group[m].to_numpy(dtype=float), confidence)
+        out[key] = row
+    return pd.DataFrame.from_dict(out, orient="index")

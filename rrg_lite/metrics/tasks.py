@@ -1,12 +1,10 @@
-"""Metrics of the tasks around report generation: grounding boxes, VQA answers and region recognition.
+"""Metrics of the tasks around report generation: grounding boxes and region recognition.
 
 * Grounding (M4CXR): IoU between predicted and true boxes ``[x1, y1, x2, y2]`` (x1 < x2, y1 < y2, any unit
   as long as both use the same one — M4CXR writes integers 0-100); **mIoU** = mean IoU over all samples;
   **accuracy@0.5** = share of samples with IoU >= 0.5. Boxes that cannot be parsed from text count IoU 0 and
   are counted in the notes.
-* VQA (M4CXR): **accuracy** = exact match after normalisation (lower-case, outer whitespace and a final
-  period removed); **recall** = share of the reference answer's words present in the generated answer;
-  **BLEU-1** = pycocoevalcap's per-sample BLEU-1, averaged over samples (not corpus BLEU).
+* VQA (M4CXR's accuracy, recall, BLEU-1) is :mod:`rrg_lite.metrics.vqa`.
 * Region recognition (Reg2RG): which regions a model names for its region reports, against the true ones;
   precision / recall / F1 over (sample, region) pairs (micro) or per region then averaged (macro).
 """
@@ -18,9 +16,8 @@ from typing import Sequence
 import numpy as np
 
 from .result import MetricResult
-from .text import check_pairs
 
-__all__ = ["box_iou", "parse_box_text", "grounding_metrics", "vqa_metrics", "region_recognition"]
+__all__ = ["box_iou", "parse_box_text", "grounding_metrics", "region_recognition"]
 
 
 def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
@@ -75,38 +72,6 @@ def grounding_metrics(pred_boxes, true_boxes, threshold: float = 0.5) -> dict[st
         f"Acc@{threshold}": MetricResult(f"Acc@{threshold}", float((ious >= threshold).mean()) if len(ious) else float("nan"),
                                          conv + f", share with IoU >= {threshold}", (ious >= threshold).astype(float),
                                          len(ious), list(notes)),
-    }
-
-
-def _norm_answer(a: str) -> str:
-    return re.sub(r"\s+", " ", a.strip().lower()).rstrip(".").strip()
-
-
-def vqa_metrics(preds, refs, on_none: str = "error") -> dict[str, MetricResult]:
-    """Exact-match accuracy, word recall and per-sample BLEU-1 of VQA answers (M4CXR's three numbers)."""
-    from pycocoevalcap.bleu.bleu_scorer import BleuScorer
-
-    p, r, notes = check_pairs(preds, refs, on_none=on_none)
-    pn, rn = [_norm_answer(x) for x in p], [_norm_answer(x) for x in r]
-    acc = np.array([float(a == b) for a, b in zip(pn, rn)])
-    rec = np.empty(len(p))
-    for i, (a, b) in enumerate(zip(pn, rn)):
-        words_ref = re.findall(r"\w+", b)
-        words_pred = set(re.findall(r"\w+", a))
-        rec[i] = sum(w in words_pred for w in words_ref) / len(words_ref) if words_ref else float(not words_pred)
-    scorer = BleuScorer(n=1)
-    tokenize = lambda s: " ".join(re.findall(r"\w+|[^\w\s]", s))  # noqa: E731  split punctuation off words
-    for a, b in zip(pn, rn):
-        scorer += (tokenize(a), [tokenize(b)])
-    b1 = np.asarray(scorer.compute_score(option="closest", verbose=0)[1][0], dtype=float) if p else np.zeros(0)
-    mean = lambda x: float(x.mean()) if len(x) else float("nan")  # noqa: E731
-    return {
-        "VQA accuracy": MetricResult("VQA accuracy", mean(acc), "exact match after lower-casing, whitespace and final "
-                                     "period normalisation", acc, len(p), list(notes)),
-        "VQA recall": MetricResult("VQA recall", mean(rec), "share of reference-answer words present in the answer, "
-                                   "mean over samples", rec, len(p), list(notes)),
-        "VQA BLEU-1": MetricResult("VQA BLEU-1", mean(b1), "pycocoevalcap sentence BLEU-1 per sample (words and "
-                                   "punctuation split), mean over samples", b1, len(p), list(notes)),
     }
 
 

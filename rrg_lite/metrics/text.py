@@ -24,7 +24,7 @@ import re
 import unicodedata
 from typing import Callable, Sequence
 
-__all__ = ["NORMALIZERS", "normalize", "normalize_r2gen", "normalize_m4cxr", "normalize_whitespace",
+__all__ = ["NORMALIZERS", "normalize", "normalize_r2gen", "normalize_m4cxr", "normalize_whitespace", "wordpunct",
            "check_pairs", "check_texts", "looks_non_english", "split_sentences"]
 
 _WS = re.compile(r"\s+")
@@ -56,12 +56,20 @@ def normalize_r2gen(text: str) -> str:
     return " . ".join(sentences) + " ."
 
 
-_WORD_OR_SYMBOL = re.compile(r"\w+|[^\w\s]")
+# NLTK's ``wordpunct_tokenize`` regular expression (written here so the metrics run without NLTK): runs of word
+# characters, or runs of other non-space characters ("..." and ")." stay one token each).
+_WORDPUNCT = re.compile(r"\w+|[^\w\s]+")
+
+
+def wordpunct(text: str) -> list[str]:
+    """NLTK's wordpunct tokens: ``"no effusion..."`` -> ``["no", "effusion", "..."]``."""
+    return _WORDPUNCT.findall(text)
 
 
 def normalize_m4cxr(text: str) -> str:
-    """Lower-case and split words from punctuation: ``"No effusion."`` -> ``"no effusion ."``."""
-    return " ".join(_WORD_OR_SYMBOL.findall(text.lower()))
+    """M4CXR's official text handling: lower-case, then wordpunct tokens joined by spaces
+    (``"No effusion... (Stable)."`` -> ``"no effusion ... ( stable )."``)."""
+    return " ".join(wordpunct(text.lower()))
 
 
 NORMALIZERS: dict[str, Callable[[str], str]] = {
@@ -75,6 +83,8 @@ def normalize(texts: Sequence[str], convention: str = "r2gen") -> list[str]:
     """Apply a named normalisation to every text (after :func:`check_texts`)."""
     if convention not in NORMALIZERS:
         raise ValueError(f"unknown text normalisation {convention!r}; choose one of {sorted(NORMALIZERS)}")
+    if isinstance(texts, str):
+        raise TypeError("normalize takes a list of texts, got one string (it would be read character by character)")
     fn = NORMALIZERS[convention]
     # every convention ends with a single-spaced, stripped string (pycocoevalcap splits on single spaces)
     return [normalize_whitespace(fn(t)) for t in texts]

@@ -60,6 +60,37 @@ def load_causal_lm(name_or_path: str, dtype: torch.dtype | str | None = "auto", 
     return model, tokenizer
 
 
+def text_tokenizer_for(llm: str, texts=(), extra_texts=()):
+    """The LM's tokenizer: a word-level one learned from ``texts`` (+ ``extra_texts``, e.g. the prompts) when
+    ``llm == "tiny"``, else the pre-trained LLM's own (``AutoTokenizer``; Hub id or local folder) with the placeholder
+    tokens added. Every system's recipe builds its tokenizer here."""
+    from rrg_lite.mllm.text import add_special_tokens, build_word_tokenizer
+
+    if llm == "tiny":
+        return build_word_tokenizer(list(texts), extra_texts=list(extra_texts))
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(llm)
+    add_special_tokens(tok)
+    return tok
+
+
+def new_language_model(llm: str, tokenizer, hidden_size: int = 128, num_layers: int = 2, seed: int = 0,
+                       **tiny_kwargs):
+    """A fresh LM for ``tokenizer`` (from :func:`text_tokenizer_for`): a seeded :func:`tiny_llama` of that size
+    (``tiny_kwargs``: heads, ``attn_implementation``, ...) when ``llm == "tiny"``, else the pre-trained ``llm`` in fp32.
+
+    fp32 weights for a pre-trained LM: bf16 runs autocast over fp32 master weights (pure-bf16 weights lose small
+    updates). Its tokenizer must have the size of ``tokenizer`` (both with the placeholders), else ValueError.
+    """
+    if llm == "tiny":
+        return tiny_llama(tokenizer, hidden_size=hidden_size, num_layers=num_layers, seed=seed, **tiny_kwargs)
+    lm, tok = load_causal_lm(llm, dtype=torch.float32, attn_implementation=tiny_kwargs.get("attn_implementation"))
+    if len(tok) != len(tokenizer):
+        raise ValueError(f"{llm}: tokenizer sizes differ ({len(tok)} vs {len(tokenizer)})")
+    return lm
+
+
 def llama_parameter_count(vocab_size: int, hidden_size: int, intermediate_size: int, num_layers: int,
                           num_heads: int, num_kv_heads: int, tie_word_embeddings: bool) -> int:
     """Parameters of a Llama model, counted analytically (checked against a built model in the tests).

@@ -28,9 +28,12 @@ from __future__ import annotations
 from typing import Mapping
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from rrg_lite.mllm.attention import (QUERIES, VisualAttention, check_attentions, mean_attention_to, select_layers,
+                                     visual_positions)
+from rrg_lite.mllm.dialogue import encode_dialogue
+from rrg_lite.mllm.losses import LOSS_WEIGHT_NORMS, per_token_loss, weighted_lm_loss
 from rrg_lite.mllm.prompt import IGNORE_INDEX, encode_example
 from rrg_lite.mllm.text import IMAGE_TOKEN, REGION_TOKEN, check_special_tokens
 
@@ -118,11 +121,29 @@ class MultimodalLM(nn.Module):
 
         ``num_images``: an int (slot "image") or slot name -> count. Slots absent from the prompt need 0.
         """
+        counts, n = self._placeholder_counts(num_images, num_frames, num_patches)
+        return encode_example(self.tokenizer, prompt, target, num_visual_tokens=counts, num_images=n, **kwargs)
+
+    def encode_dialogue(self, messages, num_images: Mapping[str, int] | int = 1, num_frames: int = 1,
+                        num_patches: int | None = None, **kwargs) -> dict:
+        """:func:`rrg_lite.mllm.dialogue.encode_dialogue` with this model's tokenizer and token counts.
+
+        ``num_images`` counts the images over all turns (an int = slot "image"). ``kwargs``: ``system``,
+        ``max_length``, ``train_on`` ("assistant" or "last").
+        """
+        counts, n = self._placeholder_counts(num_images, num_frames, num_patches)
+        return encode_dialogue(self.tokenizer, messages, num_visual_tokens=counts, num_images=n, **kwargs)
+
+    def _placeholder_counts(self, num_images, num_frames, num_patches) -> tuple[dict, dict]:
+        """(placeholder -> K tokens per image, placeholder -> number of images) for every slot with a tokenizer."""
         if isinstance(num_images, int):
             num_images = {"image": num_images}
+        unknown = set(num_images) - set(self.slots)
+        if unknown:
+            raise ValueError(f"num_images for unknown slots {sorted(unknown)}; slots: {sorted(self.slots)}")
         counts = {self.slots[s]: self.num_visual_tokens(s, num_frames, num_patches) for s in self.projectors}
         n = {self.slots[s]: num_images.get(s, 0) for s in self.projectors}
-        return encode_example(self.tokenizer, prompt, target, num_visual_tokens=counts, num_images=n, **kwargs)
+        return counts, n
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         """Run the encoder: (n, C, *spatial) or (n, T, C, *spatial) -> features (n, T, N, E)."""
@@ -245,26 +266,82 @@ class MultimodalLM(nn.Module):
 
     # ----------------------------------------------------------------------------------------------- forward
     def forward(self, input_ids, attention_mask=None, labels=None, images=None, features=None, visual_embeds=None,
-                **lm_kwargs):
-        """Returns the LM's output (``.loss`` — mean cross-entropy over target tokens if ``labels`` — and ``.logits``)."""
+                loss_weights=None, loss_weight_norm: str = "mean", **lm_kwargs):
+        """The LM's output: ``.logits`` (B, S, V) and, with ``labels``, ``.loss``.
+
+        Without ``loss_weights`` the loss is the LM's own mean cross-entropy over target tokens. With
+        ``loss_weights`` (B, S) (LLM-RG4 TLW, from ``encode_example(target_weights=...)`` + the collator) it is
+        :func:`rrg_lite.mllm.losses.weighted_lm_loss` with ``loss_weight_norm`` "mean" (Σ c·ℓ / N, the paper's)
+        or "weighted_mean" (Σ c·ℓ / Σ c). ``lm_kwargs`` go to the LM, e.g. ``output_attentions=True`` (eager
+        attention; see :meth:`visual_attention`).
+        """
+        if loss_weight_norm not in LOSS_WEIGHT_NORMS:
+            raise ValueError(f"loss_weight_norm must be one of {LOSS_WEIGHT_NORMS}, got {loss_weight_norm!r}")
         embeds, attention_mask, labels = self.build_inputs(input_ids, attention_mask, labels, images, features, visual_embeds)
-        return self.lm(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, **lm_kwargs)
+        if loss_weights is None:
+            return self.lm(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, **lm_kwargs)
+        if labels is None:
+            raise ValueError("loss_weights given without labels: weights belong to target tokens")
+        out = self.lm(inputs_embeds=embeds, attention_mask=attention_mask, **lm_kwargs)
+        # Item assignment keeps the ModelOutput's dict view and attribute in step (out["loss"] and out.loss).
+        out["loss"] = weighted_lm_loss(out.logits, labels, loss_weights.to(out.logits.device), norm=loss_weight_norm)
+        return out
 
     def sequence_logprobs(self, input_ids, attention_mask=None, labels=None, images=None, features=None,
-                          visual_embeds=None, average: bool = False) -> torch.Tensor:
+                          visual_embeds=None, average: bool = False, loss_weights=None) -> torch.Tensor:
         """log p(target | prompt, images) per sample, summed (or averaged) over labelled tokens: (B,).
 
-        The quantity DPO compares between the policy and the reference model.
+        The quantity DPO compares between the policy and the reference model: Σ_j −ℓ_j with ℓ from
+        :func:`rrg_lite.mllm.losses.per_token_loss`. ``loss_weights`` is accepted so that a training batch can be
+        passed as it is, and not used: log-probabilities are unweighted.
         """
         if labels is None:
             raise ValueError("sequence_logprobs needs labels (the target tokens; -100 elsewhere)")
         embeds, attention_mask, labels = self.build_inputs(input_ids, attention_mask, labels, images, features, visual_embeds)
-        logits = self.lm(inputs_embeds=embeds, attention_mask=attention_mask).logits[:, :-1].float()
-        target = labels[:, 1:]
-        valid = target != IGNORE_INDEX
-        logp = torch.gather(F.log_softmax(logits, dim=-1), 2, target.clamp(min=0)[..., None]).squeeze(-1)
-        total = (logp * valid).sum(1)
-        return total / valid.sum(1).clamp(min=1) if average else total
+        logits = self.lm(inputs_embeds=embeds, attention_mask=attention_mask).logits
+        total = -per_token_loss(logits, labels).sum(1)          # ignored positions contribute exactly 0
+        if not average:
+            return total
+        return total / (labels[:, 1:] != IGNORE_INDEX).sum(1).clamp(min=1)
+
+    def visual_attention(self, input_ids, attention_mask=None, labels=None, images=None, features=None,
+                         visual_embeds=None, *, slot: str = "image", layers=None, queries: str = "targets",
+                         **forward_kwargs) -> VisualAttention:
+        """ViPET Eq. 10 in the training forward pass: ``(attention (B, K), positions (B, K), output)``.
+
+        ``attention[b, k]`` is the mean over layers (``layers``: indices, default all), heads and query rows of
+        the attention onto the k-th ``slot`` visual token of sample b (:func:`rrg_lite.mllm.attention.mean_attention_to`;
+        each row sums to ≤ 1). Query rows: ``queries="targets"`` — the answer tokens (labels != -100 after
+        placeholder masking; needs labels), or ``"after_image"`` — every attended token after the sample's last
+        visual token. ``positions`` are the visual tokens' sequence positions (-1 padding when samples have
+        different numbers of images), to map tokens to an ROI mask. ``output`` is :meth:`forward`'s output of
+        the same pass (its ``.loss`` is L_llm, weighted if ``loss_weights`` is in ``forward_kwargs``); the map is
+        differentiable, so ``output.loss + λ·L_align(attention)`` trains in one pass. Needs an eager-attention LM.
+        """
+        if queries not in QUERIES:
+            raise ValueError(f"queries must be one of {QUERIES}, got {queries!r}")
+        if slot not in self.slot_token_ids:
+            raise ValueError(f"unknown slot {slot!r}; slots: {sorted(self.slot_token_ids)}")
+        if queries == "targets" and labels is None:
+            raise ValueError("queries='targets' needs labels (the answer tokens); pass queries='after_image' without them")
+        out = self(input_ids, attention_mask, labels, images, features, visual_embeds, output_attentions=True,
+                   **forward_kwargs)
+        attn = select_layers(check_attentions(getattr(out, "attentions", None)), layers)
+        device = attn[0].device
+        input_ids = input_ids.to(device)
+        positions = visual_positions(input_ids, self.slot_token_ids[slot])              # (B, K)
+        if positions.shape[1] == 0:
+            raise ValueError(f"no {self.slots[slot]} tokens in the batch: nothing to attend to")
+        real = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.to(device).bool()
+        if queries == "targets":
+            # build_inputs forces -100 on placeholders; do the same here so no visual token is its own query
+            placeholder = torch.isin(input_ids, torch.tensor(list(self.slot_token_ids.values()), device=device))
+            query_mask = (labels.to(device) != IGNORE_INDEX) & ~placeholder & real
+        else:
+            last = positions.max(1).values                                              # (B,), -1 if none
+            query_mask = (torch.arange(input_ids.shape[1], device=device)[None, :] > last[:, None]) & real
+            query_mask &= last[:, None] >= 0
+        return VisualAttention(mean_attention_to(attn, query_mask, positions), positions, out)
 
     @torch.no_grad()
     def generate(self, input_ids, attention_mask=None, images=None, features=None, visual_embeds=None,

@@ -24,8 +24,11 @@ PLACEHOLDER_TOKENS = (IMAGE_TOKEN, REGION_TOKEN)
 _CHAT_WORDS = "user : assistant : system :"
 
 # A minimal chat template for tokenizers that have none (the word-level one). Real instruct models bring theirs.
+# An assistant turn ends with EOS, so a multi-turn example (rrg_lite.mllm.dialogue) learns to stop each turn,
+# as encode_example's single target does: "<s>user: Q assistant: A</s> user: Q2 assistant:".
 SIMPLE_CHAT_TEMPLATE = (
-    "{{ bos_token }}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }} {% endfor %}"
+    "{{ bos_token }}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}"
+    "{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %} {% endfor %}"
     "{% if add_generation_prompt %}assistant:{% endif %}"
 )
 

@@ -40,7 +40,7 @@ REQUIRED_HINTS = {
 
 #: Fields of every chapter that trains or loads a model (the chapters in :data:`MODEL_CHAPTERS`).
 MODEL_FIELDS = tuple(COMMON_FIELDS)
-MODEL_CHAPTERS = ("mllm", "mu2", "dpo")
+MODEL_CHAPTERS = ("mllm", "mu2", "dpo", "vipet", "reg2rg", "llm_rg4", "m4cxr")
 
 ENCODERS = {
     "shared": "the book's world-trained encoder of chapter 4 (rrg_lite.encoders.hub.get_encoder): trained once, cached",

@@ -11,10 +11,10 @@ room                  paper                                               chapte
 :mod:`.llava_ct`      the LLaVA recipe on chest CT (M3D / CT-CHAT style)  05_mllm_from_parts
 :mod:`.mu2`           μ²-LLM / μ² Tokenizer {cite}`li2025mu2`             06_mu2, 07_preference_optimisation,
                                                                           08_reports_to_reasoning
-:mod:`.vipet`         ViPET-VLM (PET/CT)                                  (to come)
-:mod:`.reg2rg`        Reg2RG (region-guided chest CT)                     (to come)
-:mod:`.llm_rg4`       LLM-RG4 (flexible chest X-ray)                      (to come)
-:mod:`.m4cxr`         M4CXR (multitask chest X-ray)                       (to come)
+:mod:`.vipet`         ViPET-VLM (PET/CT)                                  (to come: parts built and tested)
+:mod:`.reg2rg`        Reg2RG (region-guided chest CT)                     (to come: parts built and tested)
+:mod:`.llm_rg4`       LLM-RG4 (flexible chest X-ray)                      (to come: parts built and tested)
+:mod:`.m4cxr`         M4CXR (multitask chest X-ray)                       (to come: parts built and tested)
 ====================  ==================================================  =====================================
 
 Every chapter with training also runs outside the notebook: ``python -m rrg_lite.run <chapter> …``

@@ -42,10 +42,12 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from rrg_lite.mllm.losses import per_token_loss
+from rrg_lite.mllm.prompt import IGNORE_INDEX
+
 __all__ = ["IGNORE_INDEX", "sequence_logprobs", "dpo_loss", "dpo_metrics", "DPOObjective", "DPOCollator",
            "concat_pair_batch", "precompute_reference_logps", "model_sequence_logprobs"]
 
-IGNORE_INDEX = -100
 
 
 def sequence_logprobs(logits: torch.Tensor, labels: torch.Tensor, average: bool = False) -> torch.Tensor:
@@ -55,14 +57,8 @@ def sequence_logprobs(logits: torch.Tensor, labels: torch.Tensor, average: bool 
     labels: (B, S) token ids of the full sequence, -100 on the prompt, image placeholders and padding.
     Returns (B,). The shift: logits[:, t] is scored against labels[:, t + 1].
     """
-    if logits.shape[:2] != labels.shape:
-        raise ValueError(f"logits {tuple(logits.shape)} and labels {tuple(labels.shape)} disagree on (B, S)")
-    logits = logits[:, :-1].float()
-    target = labels[:, 1:]
-    mask = target != IGNORE_INDEX
-    # log softmax then pick the target's entry; clamp the ignored ids to 0 so gather stays in range (masked anyway)
-    token_logps = torch.gather(logits.log_softmax(-1), 2, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    total = (token_logps * mask).sum(-1)
+    mask = labels[:, 1:] != IGNORE_INDEX
+    total = -per_token_loss(logits, labels).sum(-1)          # the shift and the shape checks live there
     if average:
         return total / mask.sum(-1).clamp(min=1)
     return total

@@ -41,6 +41,12 @@ X-ray study (:class:`rrg_lite.world.xray.XRayStudy`):
 * ``.boxes`` [{label, kind: finding|organ|region, view, box: [x1, y1, x2, y2] pixels, finding_id}]
 * ``.qa``, ``.prior`` (earlier XRayStudy of the same subject or None)
 
+PET/CT (ViPET-VLM): :mod:`rrg_lite.world.petct` cuts a whole-body study into the three ViMed-PET regions
+(head-neck, chest, abdomen-pelvis, overlapping slices; ``split_regions``), each with its lesion facts, PET and CT
+report halves, QA and a dialogue, and renders reports in Vietnamese (``vietnamese_report``); its phrase tables are
+:mod:`rrg_lite.world.petct_grammar`. Hard cases on the PET path only: CT-identical benign twins of malignant lesions,
+normal-size hypermetabolic nodes, cold cysts.
+
 Knobs and their defaults: :mod:`rrg_lite.world.config`. All phrasings: :mod:`rrg_lite.world.grammar`.
 Writing the real datasets' formats: :mod:`rrg_lite.world.writers` (:func:`rrg_lite.world.build.build_datasets`
 writes whole cohorts in parallel); reading them back: :mod:`rrg_lite.data.formats`. Consistency checks between

@@ -167,8 +167,9 @@ def make_ct_study(seed: int | np.random.SeedSequence, cfg: WorldConfig | None = 
         other = sample_ct_findings(rng, an, cfg, z_range, age=age)
         have = {f.kind for f in findings}
         extra = [f for f in other if f.kind not in have and f.kind in RESOLVABLE][:1]
-        findings, prior_findings = make_prior(rng, findings, extra, sizable=lambda f: CT_KINDS[f.kind].sizable
-                                              and f.size_mm is not None)
+        # kinds outside CT_KINDS (PET/CT's normal-size node) have a size in mm
+        sizable = lambda f: getattr(CT_KINDS.get(f.kind), "sizable", True) and f.size_mm is not None  # noqa: E731
+        findings, prior_findings = make_prior(rng, findings, extra, sizable=sizable)
     ct, labels, masks, an2 = render_ct(an, findings, grid, rng, cfg)
     # drop findings that did not land in the volume (renumber ids, keep masks aligned)
     keep = [f for f in findings if not f.present or (f.id in masks and masks[f.id].any())]

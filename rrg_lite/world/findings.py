@@ -537,7 +537,77 @@ def sample_ct_findings(rng: np.random.Generator, an: Anatomy, cfg, z_range: tupl
             f.hypermetabolic = bool(rng.random() < cfg.p_hypermetabolic)
         else:
             f.hypermetabolic = None if f.kind not in ("liver_cyst", "renal_cyst", "thyroid_nodule") else False
+    # ViPET-VLM's hard cases, drawn after all else so that CT and X-ray keep their random stream; not with priors
+    # (a prior would change a twin's size apart from its lesion's, and ct.py's prior logic knows only CT_KINDS)
+    if cfg.pet and cfg.p_prior_ct == 0:
+        found += pet_hard_cases(rng, an, found, cfg)
+        for i, f in enumerate(found):
+            f.id = i
     return found
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# PET/CT hard cases (ViPET-VLM; only with cfg.pet): benign twins and normal-size hypermetabolic nodes
+# ---------------------------------------------------------------------------------------------------------------
+#: Kinds whose malignant lesions may get a CT-identical benign twin, and the chance they do.
+TWIN_KINDS = ("lung_nodule", "liver_lesion", "breast_nodule", "bone_lesion", "lymphadenopathy",
+              "pelvic_lymphadenopathy")
+P_BENIGN_TWIN = 0.6
+#: Chance of a PET/CT study having one normal-size (5–9 mm) but hypermetabolic lymph node: only PET shows it.
+P_HOT_NORMAL_NODE = 0.4
+
+
+def pet_hard_cases(rng: np.random.Generator, an: Anatomy, found: list[Finding], cfg) -> list[Finding]:
+    """Extra findings for a PET/CT study without priors (see :mod:`rrg_lite.world.petct`).
+
+    * a *benign twin* of a malignant lesion: the same kind, size, subtype, blob radii, yaw and HU, elsewhere in the
+      same organ (re-drawn until it does not touch the original) and FDG-negative, so malignancy is only in PET;
+      both carry ``params["twin_group"]``;
+    * a *normal-size hypermetabolic node* (kind ``normal_size_node``, no CT-RATE label: it is not enlarged), drawn
+      as a small soft-tissue node at a nodal station, marked ``params["pet_only"]`` (the CT half never reports it).
+    """
+    extra: list[Finding] = []
+    group = 0
+    for f in found:
+        if f.kind not in TWIN_KINDS or not f.hypermetabolic or rng.random() >= P_BENIGN_TWIN:
+            continue
+        for _ in range(6):
+            twin = _sample_kind(f.kind, rng, an, cfg)
+            gap = np.linalg.norm(np.subtract(twin.center_mm, f.center_mm))
+            if gap > (f.size_mm or 0.0) + 6.0:
+                break
+        else:
+            continue
+        twin.size_mm, twin.subtype, twin.hypermetabolic = f.size_mm, f.subtype, False
+        for lay_t, lay_f in zip(twin.params["layers"], f.params["layers"]):
+            lay_t["hu"] = lay_f["hu"]
+            for b_t, b_f in zip(lay_t["blobs"], lay_f["blobs"]):
+                b_t["r"], b_t["yaw"] = b_f["r"], b_f["yaw"]
+        f.params["twin_group"] = twin.params["twin_group"] = group
+        group += 1
+        extra.append(twin)
+    if rng.random() < P_HOT_NORMAL_NODE:
+        extra.append(_normal_size_node(rng, an, cfg))
+    return extra
+
+
+def _normal_size_node(rng: np.random.Generator, an: Anatomy, cfg) -> Finding:
+    car, apex = an.levels["carina"], an.levels["lung_apex"]
+    stations = {"right paratracheal": (car - 35, -12.0, -18.0), "subcarinal": (car + 18, 5.0, 0.0),
+                "prevascular": (car - 15, -40.0, 5.0), "left hilar": (car + 25, -5.0, 42.0),
+                "right hilar": (car + 25, -5.0, -42.0), "right supraclavicular": (apex - 15, -10.0, -45.0),
+                "left supraclavicular": (apex - 15, -10.0, 45.0)}
+    name = list(stations)[rng.integers(len(stations))]
+    c = np.array(stations[name]) + rng.uniform(-3, 3, 3)
+    size = float(rng.uniform(5.0, 9.0))          # short axis < 10 mm: normal size on CT, not scaled
+    f = Finding(kind="normal_size_node", label=None, region="mediastinum", body_part="chest",
+                organ="neck" if "supraclavicular" in name else "mediastinum", location=name,
+                side="right" if "right" in name else "left" if "left" in name else None, size_mm=size,
+                center_mm=tuple(c), hypermetabolic=True)
+    f.params["layers"] = [layer([blob(c, (size / 2,) * 3)], 40 + 5 * cfg.lesion_contrast,
+                                within=("mediastinum", "lung_right", "lung_left", "fat", "soft_tissue"))]
+    f.params["pet_only"] = True
+    return f
 
 
 # ---------------------------------------------------------------------------------------------------------------

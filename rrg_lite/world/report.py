@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import grammar as G
+from . import petct_grammar as PG
 from .findings import CT_KINDS, Finding
 from .vocab import AGNOSTIC_TAGS, CHEXPERT_LABELS, CT_RATE_LABELS, PET_REGIONS
 
@@ -135,10 +136,13 @@ def _pick(rng: np.random.Generator, options) -> str:
 
 
 def ct_noun(f: Finding) -> str:
+    if f.kind in PG.CT_NOUN_EXTRA:    # PET/CT-only kinds (the normal-size hypermetabolic node)
+        return fill(PG.CT_NOUN_EXTRA[f.kind], f).lower()
     return fill(G.CT_NOUN[f.kind], f).lower() if f.kind != "medical_material" else (f.subtype or "medical material")
 
 
-def ct_positive(rng, f: Finding) -> str:
+def ct_positive(rng, f: Finding, sized: bool = False) -> str:
+    """A positive CT sentence; ``sized`` (the CT half of a PET/CT report) keeps only phrasings with the size."""
     key = f.kind
     if f.kind == "pleural_effusion" and f.side == "bilateral":
         key = "pleural_effusion_bilateral"
@@ -147,6 +151,8 @@ def ct_positive(rng, f: Finding) -> str:
     options = G.CT_POSITIVE[key]
     if f.size_mm is None:   # avoid templates with a size slot when there is no size
         options = [o for o in options if "{size" not in o.lower()] or options
+    elif sized:
+        options = [o for o in options if "{size" in o.lower()] or options
     return fill(_pick(rng, options), f)
 
 
@@ -190,10 +196,12 @@ def ct_report(rng: np.random.Generator, findings: list[Finding], cfg, scan_range
             fs.sort(key=lambda f: f.body_part == "pelvis")
         sents: list[Sentence] = []
         for f in fs:
+            if f.params.get("pet_only"):   # PET/CT: normal on CT (a normal-size node), only the PET half tells
+                continue
             pr = _pet_region(f) if part else region
             if f.present:
-                sents.append(Sentence(ct_positive(rng, f), "findings", pr if part else region, f.body_part,
-                                      (f.id,), "finding", part=part))
+                sents.append(Sentence(ct_positive(rng, f, sized=part is not None), "findings",
+                                      pr if part else region, f.body_part, (f.id,), "finding", part=part))
             if has_prior and f.change is not None and (f.change != "unchanged" or rng.random() < 0.5):
                 sents.append(comparison_sentence(rng, f, ct_noun(f), region=pr if part else region,
                                                  body_part=f.body_part, part=part))
@@ -218,7 +226,7 @@ def ct_report(rng: np.random.Generator, findings: list[Finding], cfg, scan_range
         rep.sentences.append(Sentence(fill(_pick(rng, G.CT_NORMAL["pelvis"])), "findings",
                                       "abdomen_pelvis" if part else "abdomen", "pelvis", (), "normal", part=part))
     # impression: the positives, most important first
-    pos = [f for f in findings if f.present]
+    pos = [f for f in findings if f.present and not f.params.get("pet_only")]
     pos.sort(key=lambda f: (f.label is None, -(f.size_mm or 0)))
     if pos:
         for f in pos[:3]:
@@ -238,6 +246,8 @@ def ct_report(rng: np.random.Generator, findings: list[Finding], cfg, scan_range
 
 
 def _pet_region(f: Finding) -> str:
+    if "pet_region" in f.params:     # set from the slice of its mask (rrg_lite.world.pet): the crops agree
+        return f.params["pet_region"]
     if f.kind == "thyroid_nodule" or (f.center_mm is not None and f.center_mm[0] < -10):
         return "head_neck"
     return "chest" if f.body_part == "chest" else "abdomen_pelvis"
@@ -245,39 +255,47 @@ def _pet_region(f: Finding) -> str:
 
 def petct_report(rng, findings: list[Finding], cfg, scan_range: str, physiological: dict[str, bool],
                  has_prior: bool = False) -> Report:
-    """A PET/CT report: the CT part (as :func:`ct_report`) plus a PET part, both grouped by PET region."""
+    """A PET/CT report: a CT half (as :func:`ct_report`: anatomy, sizes), a PET half (uptake and SUVmax, no
+    sizes), both grouped by PET region, and a joint impression whose wording needs both halves.
+
+    The PET half names each lesion by type and position (:func:`rrg_lite.world.petct_grammar.lesion_noun`); cold
+    cysts are left to the CT half (they show only there), a normal-size hot node only to the PET half. The
+    impression has one sentence per lesion, graded by :func:`~rrg_lite.world.petct_grammar.suspicion_grade` (CT
+    size + PET uptake), most suspicious first, then up to two other CT findings.
+    """
     rep = ct_report(rng, findings, cfg, scan_range, has_prior=has_prior, part="ct")
-    pet: list[Sentence] = []
+    rep.sentences = [s for s in rep.sentences if s.section != "impression"]
     for region in PET_REGIONS:
         fs = [f for f in findings if f.present and f.hypermetabolic is not None and _pet_region(f) == region]
         hot = False
         for f in fs:
-            noun = fill("{size} ", f) + ct_noun(f) if f.size_mm is not None else ct_noun(f)
-            if f.hypermetabolic:
-                hot = True
-                pet.append(Sentence(fill(_pick(rng, G.PET_HOT), f, noun=noun), "findings", region, f.body_part,
-                                    (f.id,), "pet", part="pet"))
-            else:
-                pet.append(Sentence(fill(_pick(rng, G.PET_COLD), f, noun=noun), "findings", region, f.body_part,
-                                    (f.id,), "pet", part="pet"))
+            if f.kind in ("liver_cyst", "renal_cyst"):
+                continue
+            noun = PG.lesion_noun(f.kind, f.location) if f.kind in PG.LESION_TYPE else ct_noun(f)
+            hot = hot or bool(f.hypermetabolic)
+            text = fill(_pick(rng, G.PET_HOT if f.hypermetabolic else G.PET_COLD), f, noun=noun)
+            tag = "finding" if f.params.get("pet_only") else "pet"
+            rep.sentences.append(Sentence(text, "findings", region, f.body_part, (f.id,), tag, part="pet"))
         organs = [o for o, on in physiological.items() if on and _organ_pet_region(o) == region]
         if organs:
             listed = organs[0] if len(organs) == 1 else ", ".join(organs[:-1]) + " and " + organs[-1]
-            pet.append(Sentence(fill(_pick(rng, G.PET_PHYSIOLOGICAL), organs=listed), "findings", region, None, (),
-                                "pet", part="pet"))
+            rep.sentences.append(Sentence(fill(_pick(rng, G.PET_PHYSIOLOGICAL), organs=listed), "findings", region,
+                                          None, (), "pet", part="pet"))
         if not hot:
-            pet.append(Sentence(_pick(rng, G.PET_REGION_NORMAL[region]), "findings", region, None, (), "pet",
-                                part="pet"))
-    # PET sentences go before the CT sentences of the findings section
-    first_imp = next(i for i, s in enumerate(rep.sentences) if s.section == "impression")
-    rep.sentences[first_imp:first_imp] = pet
-    hot = [f for f in findings if f.present and f.hypermetabolic]
-    if hot:
-        rep.sentences.append(Sentence(f"Hypermetabolic lesions: {', '.join(ct_noun(f) for f in hot)}.", "impression",
-                                      None, None, tuple(f.id for f in hot), "pet", part="pet"))
-    else:
-        rep.sentences.append(Sentence("No hypermetabolic malignancy is identified.", "impression", None, None, (),
-                                      "pet", part="pet"))
+            rep.sentences.append(Sentence(_pick(rng, G.PET_REGION_NORMAL[region]), "findings", region, None, (),
+                                          "pet", part="pet"))
+    lesions = [f for f in findings if f.present and f.kind in PG.LESION_TYPE and f.hypermetabolic is not None]
+    lesions.sort(key=lambda f: (not f.hypermetabolic, -(f.size_mm or 0)))
+    for f in lesions:
+        grade = PG.suspicion_grade(f.kind, f.size_mm, bool(f.hypermetabolic))
+        text = fill(PG.IMPRESSION["en"][grade], f, noun=PG.lesion_noun(f.kind, f.location))
+        rep.sentences.append(Sentence(text, "impression", None, f.body_part, (f.id,), "finding"))
+    others = [f for f in findings if f.present and f.kind not in PG.LESION_TYPE]
+    others.sort(key=lambda f: (f.label is None, -(f.size_mm or 0)))
+    for f in others[:2]:
+        rep.sentences.append(Sentence(_cap(ct_noun(f)) + ".", "impression", None, f.body_part, (f.id,), "finding"))
+    if not any(f.hypermetabolic for f in lesions):
+        rep.sentences.append(Sentence(PG.IMPRESSION["en"]["none"], "impression", None, None, (), "normal"))
     return rep
 
 

@@ -22,7 +22,7 @@ prompts with / without the image             :data:`~.recipe.IMAGE_PROMPT`, :dat
                                              :func:`~.recipe.report_examples`
 stage 0 (text), 1 (align), 2 (LoRA)          :func:`~.recipe.train_stage` around :func:`rrg_lite.train.loop.train`;
                                              freezing policy in :func:`rrg_lite.mllm.stages.configure_stage`
-wrong-image control                          :func:`~.recipe.derangement` (each study gets another study's features)
+wrong-image control                          :func:`rrg_lite.data.controls.derangement` (each study gets another study's features)
 ===========================================  ======================================================================
 
 Profiles: :mod:`rrg_lite.profiles.mllm`. Entry point: ``python -m rrg_lite.run mllm_from_parts``.

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from rrg_lite.data.controls import derangement  # noqa: F401  (the wrong-image control; part of this recipe's API)
 from rrg_lite.encoders.pretrained import resolve_weights  # noqa: F401  (part of this recipe's API)
 
 # The image comes last, right before the answer: a small LM trained on text attends most to recent positions,
@@ -405,16 +406,3 @@ def stage_dir(cfg, name: str) -> str | None:
         return None
     slug = "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
     return str(Path(cfg.output_dir) / slug)
-
-
-def derangement(n: int, seed: int = 0) -> torch.Tensor:
-    """A random permutation with no fixed point (n >= 2): study i gets the image of study ``perm[i] != i``.
-
-    Built as a random cycle: shuffle, then send each study to the next one in the shuffled order.
-    """
-    if n < 2:
-        raise ValueError(f"a derangement needs n >= 2, got {n}")
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    perm = torch.empty(n, dtype=torch.long)
-    perm[order] = order.roll(-1)
-    return perm

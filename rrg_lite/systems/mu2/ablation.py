@@ -288,29 +288,17 @@ class _Examples(torch.utils.data.Dataset):
 
 def text_tokenizer_for(cfg, train_samples: list[QASample]):
     """The LM's text tokenizer: a word-level one learned from the training text (``llm == "tiny"``), or the
-    pre-trained LLM's own (``AutoTokenizer``) with the placeholder tokens added."""
-    from rrg_lite.mllm.text import add_special_tokens, build_word_tokenizer
+    pre-trained LLM's own with the placeholder tokens added (:func:`rrg_lite.mllm.lm.text_tokenizer_for`)."""
+    from rrg_lite.mllm.lm import text_tokenizer_for as shared_tokenizer
 
-    if cfg.llm == "tiny":
-        return build_word_tokenizer([s.question + " " + s.answer for s in train_samples])
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(cfg.llm)
-    add_special_tokens(tok)
-    return tok
+    return shared_tokenizer(cfg.llm, [s.question + " " + s.answer for s in train_samples])
 
 
 def new_lm(cfg, text_tokenizer, seed: int):
     """A fresh LM: a seeded tiny Llama, or the pre-trained ``cfg.llm`` (Hub id or local path; the user's choice)."""
-    from rrg_lite.mllm.lm import load_causal_lm, tiny_llama
+    from rrg_lite.mllm.lm import new_language_model
 
-    if cfg.llm == "tiny":
-        return tiny_llama(text_tokenizer, hidden_size=cfg.llm_hidden, num_layers=cfg.llm_layers, seed=seed)
-    # fp32 weights: bf16 runs autocast over fp32 master weights (pure-bf16 weights lose small updates)
-    lm, tok = load_causal_lm(cfg.llm, dtype=torch.float32)
-    if len(tok) != len(text_tokenizer):
-        raise ValueError(f"{cfg.llm}: tokenizer sizes differ ({len(tok)} vs {len(text_tokenizer)})")
-    return lm
+    return new_language_model(cfg.llm, text_tokenizer, cfg.llm_hidden, cfg.llm_layers, seed=seed)
 
 
 def warm_up_lm(cfg, text_tokenizer, train_samples: list[QASample], seed: int):
@@ -384,11 +372,11 @@ def image_gain_interval(models, samples: list[QASample], confidence: float = 0.9
     Each question's gain is averaged over the models, so the n questions are the independent units.
     Returns ``{"gain", "lo", "hi", "n"}`` in nats per answer token.
     """
-    from scipy import stats
+    from rrg_lite.metrics.significance import t_interval
 
     g = np.mean([image_gain(m, samples) for m in models], axis=0)
-    half = stats.t.ppf(0.5 + confidence / 2, len(g) - 1) * g.std(ddof=1) / np.sqrt(len(g))
-    return {"gain": float(g.mean()), "lo": float(g.mean() - half), "hi": float(g.mean() + half), "n": len(g)}
+    gain, lo, hi = t_interval(g, confidence)
+    return {"gain": gain, "lo": lo, "hi": hi, "n": len(g)}
 
 
 @torch.no_grad()
@@ -439,26 +427,11 @@ def summarize(rows, metrics=None, confidence: float = 0.95):
     """Mean over seeds and a t-interval, per variant and metric: ``rows`` = [{variant, seed, metric: value}].
 
     Returns a DataFrame indexed by variant with columns ``<metric>``, ``<metric> lo``, ``<metric> hi``
-    and ``n seeds``. With a single seed the interval is NaN.
+    and ``n seeds`` (:func:`rrg_lite.metrics.significance.summarize_seeds`). With a single seed the interval is NaN.
     """
-    import pandas as pd
-    from scipy import stats
+    from rrg_lite.metrics.significance import summarize_seeds
 
-    df = pd.DataFrame(rows)
-    metrics = metrics or [c for c in df.columns if c not in ("variant", "seed")]
-    out = {}
-    for variant, group in df.groupby("variant", sort=False):
-        row = {"n seeds": len(group)}
-        for m in metrics:
-            x = group[m].to_numpy(dtype=float)
-            mean = x.mean()
-            if len(x) > 1:
-                half = stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
-            else:
-                half = float("nan")
-            row[m], row[f"{m} lo"], row[f"{m} hi"] = mean, mean - half, mean + half
-        out[variant] = row
-    return pd.DataFrame.from_dict(out, orient="index")
+    return summarize_seeds(rows, metrics, by="variant", confidence=confidence)
 
 
 def paper_table():
@@ -477,7 +450,8 @@ def variant_flags(variant: str) -> dict:
 
 
 def run_ablation(cfg, text_tokenizer, train_samples: list[QASample], test_samples: list[QASample],
-                 variants=None, seeds=None, keep_models: bool = True, output_dir: str | None = None):
+                 variants=None, seeds=None, keep_models: bool = True, output_dir: str | None = None,
+                 warm: dict | None = None):
     """Train and score every (variant, seed): the chapter's Table 2.
 
     Returns ``(rows, predictions, models)``:
@@ -488,6 +462,8 @@ def run_ablation(cfg, text_tokenizer, train_samples: list[QASample], test_sample
     - ``predictions[(variant, seed)]``: the generated answers;
     - ``models[(variant, seed)]``: the trained MLLMs (if ``keep_models``).
     With ``output_dir``, each run's checkpoints go to ``output_dir/<variant>_s<seed>`` (resumable).
+    ``warm``: seed -> warm LM state (:func:`warm_up_lm`) to start from; seeds it lacks are warmed up and added to it,
+    so a second call on the same questions and tokenizer (e.g. other features) reuses the first call's warm-ups.
     METEOR is computed in one Java call for all runs (per-report scores averaged per run).
     """
     from tqdm.auto import tqdm
@@ -499,7 +475,10 @@ def run_ablation(cfg, text_tokenizer, train_samples: list[QASample], test_sample
     refs = [s.answer for s in test_samples]
     wrong_test = wrong_image(test_samples)
     rows, predictions, models = [], {}, {}
-    warm = {seed: warm_up_lm(cfg, text_tokenizer, train_samples, seed) for seed in seeds}
+    warm = {} if warm is None else warm
+    for seed in seeds:
+        if seed not in warm:
+            warm[seed] = warm_up_lm(cfg, text_tokenizer, train_samples, seed)
     for variant, seed in tqdm([(v, s) for v in variants for s in seeds], desc="ablation"):
         blank = variant == NO_IMAGE
         run_dir = None if output_dir is None else f"{output_dir}/{_slug(variant)}_s{seed}"

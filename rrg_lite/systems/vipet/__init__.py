@@ -1,4 +1,4 @@
-"""ViPET-VLM (PET/CT report generation): the paper's equations are built; its recipe and chapter are to come.
+"""ViPET-VLM (PET/CT report generation): the paper's equations, its recipe and its ablation (the chapter is to come).
 
 Paper: ``papers/vipet_vlm.txt``; engineering map in the design notes (SYSTEMS.md §1). Each row maps a part of the
 paper to the code that builds it (or will); the shared parts it uses are in brackets.
@@ -9,8 +9,9 @@ paper                                              code
 report split into strict JSON ``{"PET", "CT"}``    exists: :mod:`rrg_lite.prompting.petct` (shared prompting)
 §3.2.1 stage 1a, CLIP per modality, image→text     :func:`.fusion.one_way_clip_loss` (the package's InfoNCE,
 InfoNCE with cosine similarity (Eq. 3, 4)          :func:`rrg_lite.train.contrastive.info_nce`, one direction);
-                                                   the encoders' training: planned ``vipet.clip`` (3-D ViTs from
-                                                   :mod:`rrg_lite.encoders`)
+                                                   the encoders' training: :func:`.clip.train_modality_encoder`
+                                                   (the package's encoder pre-training, ``symmetric=False``);
+                                                   R@k over distinct texts: :func:`.clip.retrieval_at_k`
 §3.2.1 stage 1b, PET-query cross-attention,        :class:`.fusion.PetCtFusion` configured by
 ``Q = V_PET W_Q, K = V_CT W_K, V = V_CT W_V``      :class:`.fusion.FusionConfig`; the attention of Eq. 5–6 alone:
 (Eq. 5), ``Z̄ = softmax(QKᵀ/√d)V`` (Eq. 6),         :class:`.fusion.CrossAttention`; post-norm as printed
@@ -22,8 +23,11 @@ of cross-attention, CT as the query                ``mode="concat_features"`` (p
 ``L_cross``: pooled Z_cross vs the full report     :func:`.fusion.one_way_clip_loss` on Z_cross (mean-pooled by
 (Eq. 9)                                            :func:`.fusion.pool_tokens`)
 §3.2.2 projector: one linear layer                 :mod:`rrg_lite.tokenizers.linear`
-§3.2.2 stage 2 projector only; §3.2.3 stage 3      planned ``vipet.recipe`` (:mod:`rrg_lite.mllm.stages`, multi-turn
-LoRA on single- and multi-turn VQA                 chat in :mod:`rrg_lite.mllm`)
+§3.2.2 stage 2 projector only; §3.2.3 stage 3      :func:`.recipe.train_stage2`, :func:`.recipe.train_stage3`
+LoRA on single- and multi-turn VQA (+ λ·L_align)   (:mod:`rrg_lite.mllm.stages`, multi-turn chat in
+                                                   :mod:`rrg_lite.mllm`; Eq. 10 in the training pass through
+                                                   :meth:`rrg_lite.mllm.MultimodalLM.visual_attention`); data:
+                                                   :func:`.recipe.make_petct_data` / :func:`.recipe.load_petct_folder`
 §3.2.4 the ROI: thresholded PET (high SUV) on      :func:`.alignment.high_suv_mask`, :func:`.alignment.token_roi_mask`
 the image tokens                                   (voxel→token rule a parameter),
                                                    :func:`.alignment.token_roi_fraction`; regions:
@@ -36,8 +40,10 @@ per-region and literal readings as options;        ``"components"``, ``"literal"
                                                    :func:`.alignment.final_loss`
 control for ``L_align``: a random ROI of the       :func:`.alignment.random_roi_like` (scattered or shifted, seeded)
 same size
-Tables 1–2: the 2×2 fusion × alignment ablation    planned ``vipet.experiment`` (+ PET-only, CT-only, wrong-CT,
-                                                   random-ROI controls)
+Tables 1–2: the 2×2 fusion × alignment ablation    :mod:`.experiment` (:data:`.experiment.VARIANTS`: + CT only,
+                                                   concatenation, CT as query, random ROI; wrong image / wrong CT
+                                                   at evaluation; :func:`.experiment.paper_table`); profile
+                                                   :mod:`rrg_lite.profiles.vipet`
 =================================================  ==============================================================
 
 What the paper leaves open and what these modules chose is said in each module's docstring (heads, blocks, FFN,

@@ -47,6 +47,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from rrg_lite.mllm.attention import mean_attention_to
+
 __all__ = [
     "high_suv_mask",
     "token_roi_fraction",
@@ -231,16 +233,11 @@ def visual_attention_map(attentions, image_index, text_index) -> torch.Tensor:
             raise ValueError(f"visual_attention_map: sample {b}: text positions must all follow the image "
                              f"(image {min(img)}..{max(img)}, text {min(txt)}..{max(txt)})")
     ref = layers[0]
-    col = torch.tensor(images, device=ref.device)                          # (B, T) image columns
-    row_w = torch.zeros(B, S, device=ref.device)                           # (B, S) 1/R on text rows, 0 elsewhere
+    query_mask = torch.zeros(B, S, dtype=torch.bool, device=ref.device)   # (B, S) the text rows
     for b, txt in enumerate(texts):
-        row_w[b, txt] = 1.0 / len(txt)
-    total = None
-    for a in layers:                                   # layer by layer: never hold an (L, B, H, S, S) copy
-        # Σ_h, then mean over text rows: (B, S); float32 so that bf16 attentions of long sequences add up
-        per_key = (row_w[:, :, None] * a.sum(dim=1).float()).sum(dim=1)
-        total = per_key if total is None else total + per_key
-    return torch.gather(total, 1, col) / (len(layers) * H)
+        query_mask[b, txt] = True
+    # the average itself is the shared MLLM's (one implementation for every system that reads attention)
+    return mean_attention_to(layers, query_mask, torch.tensor(images, device=ref.device))
 
 
 # ---- Eq. 11–12: the loss ---------------------------------------------------------------------------------------

@@ -9,8 +9,10 @@ The PET encoder gives V_PET (B, N_pet, D), the CT encoder V_CT (B, N_ct, D). PET
     L_cross = InfoNCE(pool(Z_cross), t_full), image→text only           (9)
 
 The paper's reason for PET as the query: a reader first finds uptake on PET, then looks up its anatomy on CT.
-:class:`PetCtFusion` is that block; :class:`FusionConfig` says how it is built. The controls the chapter needs are
-options of the same class, so that every variant has the same FFN and the same norms and only the studied part
+:class:`PetCtFusion` is that block; :class:`FusionConfig` says how it is built. Its layers are the package's shared
+cross-attention layer (:class:`rrg_lite.fusion.attention.CrossAttentionLayer`, which LLM-RG4's token fusion uses
+too); :class:`CrossAttention` (Eq. 5–6 alone) is the shared one, re-exported here. The controls the chapter needs
+are options of the same class, so that every variant has the same FFN and the same norms and only the studied part
 changes:
 
 - ``norm="post"`` (default, Eq. 7–8 as written) or ``norm="pre"``: ``Z' = V_PET + Attn(LN(V_PET), LN(V_CT))``,
@@ -32,12 +34,13 @@ mean-pooled over its tokens and τ = 0.07 (CLIP's initial value).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
+from rrg_lite.fusion.attention import (ACTIVATIONS, CrossAttention, CrossAttentionConfig, CrossAttentionLayer,
+                                      check_tokens)
 from rrg_lite.train.contrastive import info_nce
 
 __all__ = ["FusionConfig", "PetCtFusion", "CrossAttention", "pool_tokens", "one_way_clip_loss"]
@@ -45,7 +48,6 @@ __all__ = ["FusionConfig", "PetCtFusion", "CrossAttention", "pool_tokens", "one_
 _MODES = ("cross", "concat_tokens", "concat_features")
 _NORMS = ("post", "pre")
 _QUERIES = ("pet", "ct")
-_ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
 
 
 @dataclass(frozen=True)
@@ -84,8 +86,8 @@ class FusionConfig:
             raise ValueError(f"FusionConfig.norm must be one of {_NORMS}, got {self.norm!r}")
         if self.query not in _QUERIES:
             raise ValueError(f"FusionConfig.query must be one of {_QUERIES}, got {self.query!r}")
-        if self.activation not in _ACTIVATIONS:
-            raise ValueError(f"FusionConfig.activation must be one of {tuple(_ACTIVATIONS)}, got {self.activation!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"FusionConfig.activation must be one of {tuple(ACTIVATIONS)}, got {self.activation!r}")
         if self.dim < 1 or self.num_heads < 1 or self.dim % self.num_heads:
             raise ValueError(f"FusionConfig: dim {self.dim} must be a positive multiple of num_heads {self.num_heads}")
         if self.num_layers < 1:
@@ -101,82 +103,39 @@ class FusionConfig:
         return asdict(self)
 
 
-class CrossAttention(nn.Module):
-    """Eq. 5–6: ``softmax((X_q W_Q)(X_kv W_K)ᵀ / √d) (X_kv W_V)``, per head, heads concatenated.
-
-    forward(x_q (B, Nq, D), x_kv (B, Nk, D), kv_mask (B, Nk) bool or None) -> (Z̄ (B, Nq, D), A (B, H, Nq, Nk)).
-    ``kv_mask`` marks real keys (True); padded keys get zero weight. Every row of A sums to one.
-    """
-
-    def __init__(self, dim: int, num_heads: int = 1, qkv_bias: bool = False, out_proj: bool = False,
-                 dropout: float = 0.0):
-        super().__init__()
-        if dim % num_heads:
-            raise ValueError(f"CrossAttention: width {dim} is not divisible by {num_heads} heads")
-        self.num_heads, self.head_dim = num_heads, dim // num_heads
-        self.W_Q = nn.Linear(dim, dim, bias=qkv_bias)
-        self.W_K = nn.Linear(dim, dim, bias=qkv_bias)
-        self.W_V = nn.Linear(dim, dim, bias=qkv_bias)
-        self.W_O = nn.Linear(dim, dim) if out_proj else nn.Identity()
-        self.drop = nn.Dropout(dropout)
-
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:  # (B, N, D) -> (B, H, N, d)
-        B, N, _ = x.shape
-        return x.view(B, N, self.num_heads, self.head_dim).transpose(1, 2)
-
-    def forward(self, x_q: torch.Tensor, x_kv: torch.Tensor, kv_mask: torch.Tensor | None = None):
-        q, k, v = self._heads(self.W_Q(x_q)), self._heads(self.W_K(x_kv)), self._heads(self.W_V(x_kv))
-        logits = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)           # (B, H, Nq, Nk)
-        if kv_mask is not None:
-            logits = logits.masked_fill(~kv_mask[:, None, None, :], float("-inf"))
-        attn = logits.softmax(dim=-1)
-        z = (self.drop(attn) @ v).transpose(1, 2).reshape(x_q.shape)          # heads side by side again
-        return self.W_O(z), attn
-
-
-class _FusionBlock(nn.Module):
-    """One block: the mixing step (cross-attention or feature concatenation), then Eq. 7–8 (or their pre-norm)."""
+class _FusionBlock(CrossAttentionLayer):
+    """One block: the shared :class:`~rrg_lite.fusion.attention.CrossAttentionLayer` (Eq. 5–8, or their pre-norm);
+    the concatenation controls replace its mixing step (``concat_features``) or drop it (``concat_tokens``)."""
 
     def __init__(self, cfg: FusionConfig):
-        super().__init__()
-        self.cfg = cfg
-        D = cfg.dim
-        if cfg.mode == "cross":
-            self.attn = CrossAttention(D, cfg.num_heads, cfg.qkv_bias, cfg.out_proj, cfg.dropout)
-        elif cfg.mode == "concat_features":
-            self.W_cat = nn.Linear(2 * D, D, bias=cfg.qkv_bias)
-        if cfg.mode != "concat_tokens":
-            self.norm1 = nn.LayerNorm(D, eps=cfg.layer_norm_eps)
-            if cfg.norm == "pre":                       # keys/values get their own norm in pre-norm
-                self.norm_kv = nn.LayerNorm(D, eps=cfg.layer_norm_eps)
-        self.ffn = nn.Sequential(nn.Linear(D, cfg.hidden_dim), _ACTIVATIONS[cfg.activation](),
-                                 nn.Linear(cfg.hidden_dim, D), nn.Dropout(cfg.dropout))
-        self.norm2 = nn.LayerNorm(D, eps=cfg.layer_norm_eps)
+        self.mode = cfg.mode
+        super().__init__(_layer_config(cfg))
+
+    def _build_mixing(self, cfg: CrossAttentionConfig) -> None:
+        if self.mode == "cross":
+            super()._build_mixing(cfg)
+        elif self.mode == "concat_features":        # [V_PET ‖ V_CT] W_cat in place of Eq. 5–6, then Eq. 7
+            self.W_cat = nn.Linear(2 * cfg.dim, cfg.dim, bias=cfg.qkv_bias)
+            self.norm1 = nn.LayerNorm(cfg.dim, eps=cfg.layer_norm_eps)
+            if cfg.norm == "pre":
+                self.norm_kv = nn.LayerNorm(cfg.dim, eps=cfg.layer_norm_eps)
 
     def mix(self, x_q, x_kv, kv_mask):
-        if self.cfg.mode == "cross":
-            return self.attn(x_q, x_kv, kv_mask)
+        if self.mode == "cross":
+            return super().mix(x_q, x_kv, kv_mask)
         return self.W_cat(torch.cat([x_q, x_kv], dim=-1)), None
 
     def forward(self, x_q, x_kv, kv_mask=None):
-        if self.cfg.mode == "concat_tokens":           # no mixing step: only the FFN sub-block (Eq. 8)
-            z = x_q
-            attn = None
-        elif self.cfg.norm == "post":
-            z_bar, attn = self.mix(x_q, x_kv, kv_mask)
-            z = self.norm1(x_q + z_bar)                                     # (7)
-        else:
-            z_bar, attn = self.mix(self.norm1(x_q), self.norm_kv(x_kv), kv_mask)
-            z = x_q + z_bar
-        if self.cfg.norm == "post":
-            return self.norm2(z + self.ffn(z)), attn                        # (8)
-        return z + self.ffn(self.norm2(z)), attn
+        if self.mode == "concat_tokens":           # no mixing step: only the FFN sub-block (Eq. 8)
+            return self.feed_forward(x_q), None
+        return super().forward(x_q, x_kv, kv_mask)
 
 
-def _check_tokens(name: str, x: torch.Tensor, dim: int) -> None:
-    if not isinstance(x, torch.Tensor) or x.ndim != 3 or x.shape[-1] != dim:
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"PetCtFusion: {name} must be (B, N, {dim}), got {shape}")
+def _layer_config(cfg: FusionConfig) -> CrossAttentionConfig:
+    """FusionConfig -> the shared layer's config (same D, heads, FFN, norm order, biases, dropout)."""
+    return CrossAttentionConfig(dim=cfg.dim, num_heads=cfg.num_heads, ffn="mlp", ffn_dim=cfg.ffn_dim,
+                                activation=cfg.activation, norm=cfg.norm, qkv_bias=cfg.qkv_bias,
+                                out_proj=cfg.out_proj, dropout=cfg.dropout, layer_norm_eps=cfg.layer_norm_eps)
 
 
 class PetCtFusion(nn.Module):
@@ -208,8 +167,8 @@ class PetCtFusion(nn.Module):
     def forward(self, v_pet: torch.Tensor, v_ct: torch.Tensor, pet_mask: torch.Tensor | None = None,
                 ct_mask: torch.Tensor | None = None, return_attention: bool = False):
         cfg = self.config
-        _check_tokens("v_pet", v_pet, cfg.dim)
-        _check_tokens("v_ct", v_ct, cfg.dim)
+        check_tokens("PetCtFusion", "v_pet", v_pet, cfg.dim)
+        check_tokens("PetCtFusion", "v_ct", v_ct, cfg.dim)
         if v_pet.shape[0] != v_ct.shape[0]:
             raise ValueError(f"PetCtFusion: batch sizes differ, v_pet {tuple(v_pet.shape)} vs v_ct {tuple(v_ct.shape)}")
         for name, mask, x in (("pet_mask", pet_mask, v_pet), ("ct_mask", ct_mask, v_ct)):

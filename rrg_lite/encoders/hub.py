@@ -197,7 +197,9 @@ def get_encoder(modality: str, profile: str = "cpu", cache_dir: str | Path | Non
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
-    return EncoderBundle(enc, spec, heads, folder, {k: v for k, v in log.items() if k != "losses"}, *stats)
+    # read back what was published: a fresh bundle is then the same frozen, eval-mode object every later reader
+    # gets (no gradient buffers or train-mode layers left over from pre-training)
+    return _load(folder)
 
 
 def _real_encoder(modality: str, weights) -> EncoderBundle:

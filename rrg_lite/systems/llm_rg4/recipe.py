@@ -491,42 +491,40 @@ def train_stage(model: RG4Model, data: RG4Data, stage: int, steps: int, lr: floa
 
 
 # ---- evaluation ------------------------------------------------------------------------------------------------
-def _batches(items, size):
-    for k in range(0, len(items), size):
-        yield items[k:k + size]
-
-
 @torch.no_grad()
 def test_nll(model: RG4Model, data: RG4Data, idx, scenario, sources: Sources | None = None,
              batch_size: int = 64) -> np.ndarray:
     """Teacher-forced mean NLL (nats per token) of each study's clean ``scenario`` target: (n,)."""
+    from rrg_lite.mllm.inference import batched_inference
+
+    def nll(m, b):
+        tokens = m.visual_tokens(b["v_f"], b.get("v_l"), b.get("v_t"), b.get("t_mask"), b["has_lateral"],
+                                 b["has_prior"])
+        return -m.mllm.sequence_logprobs(b["input_ids"], b["attention_mask"], b["labels"],
+                                         visual_embeds=tokens[:, None], average=True)
+
     model.eval()
-    fn = collate(data, model.mllm.tokenizer.pad_token_id)
-    out = []
-    for chunk in _batches(encode_items(model, data, idx, scenario, sources=sources), batch_size):
-        b = fn(chunk)
-        tokens = model.visual_tokens(b["v_f"], b.get("v_l"), b.get("v_t"), b.get("t_mask"), b["has_lateral"],
-                                     b["has_prior"])
-        lp = model.mllm.sequence_logprobs(b["input_ids"], b["attention_mask"], b["labels"],
-                                          visual_embeds=tokens[:, None], average=True)
-        out.append(-lp.cpu())
-    return torch.cat(out).numpy()
+    out = batched_inference(model, encode_items(model, data, idx, scenario, sources=sources), nll,
+                            batch_size=batch_size, collate=collate(data, model.mllm.tokenizer.pad_token_id))
+    return torch.stack(out).cpu().numpy()
 
 
 @torch.no_grad()
 def generate(model: RG4Model, data: RG4Data, idx, scenario, sources: Sources | None = None,
              batch_size: int = 64, max_new_tokens: int = 72) -> list[str]:
     """Greedy reports for the studies of ``idx`` in ``scenario`` (the paper decodes with beam 3; greedy here)."""
+    from rrg_lite.mllm.inference import batched_inference
+
+    def write(m, b):
+        tokens = m.visual_tokens(b["v_f"], b.get("v_l"), b.get("v_t"), b.get("t_mask"), b["has_lateral"],
+                                 b["has_prior"])
+        return m.mllm.generate_text(b["input_ids"], b["attention_mask"], visual_embeds=tokens[:, None],
+                                    max_new_tokens=max_new_tokens)
+
     model.eval()
-    fn = collate(data, model.mllm.tokenizer.pad_token_id, padding_side="left")
-    texts = []
-    for chunk in _batches(encode_items(model, data, idx, scenario, with_target=False, sources=sources), batch_size):
-        b = fn(chunk)
-        tokens = model.visual_tokens(b["v_f"], b.get("v_l"), b.get("v_t"), b.get("t_mask"), b["has_lateral"],
-                                     b["has_prior"])
-        texts += model.mllm.generate_text(b["input_ids"], b["attention_mask"], visual_embeds=tokens[:, None],
-                                          max_new_tokens=max_new_tokens)
-    return texts
+    return batched_inference(model, encode_items(model, data, idx, scenario, with_target=False, sources=sources),
+                             write, batch_size=batch_size,
+                             collate=collate(data, model.mllm.tokenizer.pad_token_id, padding_side="left"))
 
 
 def other_patient(idx: Sequence[int], seed: int = 0) -> list[int]:

@@ -275,17 +275,6 @@ def make_examples(mllm, samples: list[QASample], with_target: bool = True, blank
     return out
 
 
-class _Examples(torch.utils.data.Dataset):
-    def __init__(self, examples):
-        self.examples = examples
-
-    def __len__(self):
-        return len(self.examples)
-
-    def __getitem__(self, i):
-        return self.examples[i]
-
-
 def text_tokenizer_for(cfg, train_samples: list[QASample]):
     """The LM's text tokenizer: a word-level one learned from the training text (``llm == "tiny"``), or the
     pre-trained LLM's own with the placeholder tokens added (:func:`rrg_lite.mllm.lm.text_tokenizer_for`)."""
@@ -317,7 +306,7 @@ def warm_up_lm(cfg, text_tokenizer, train_samples: list[QASample], seed: int):
         examples = [encode_example(text_tokenizer, s.question, s.answer, num_visual_tokens={}) for s in train_samples]
         tc = TrainConfig(lr=cfg.lr, batch_size=cfg.batch_size, max_steps=cfg.lm_warmup_steps, warmup_steps=10,
                          schedule="cosine", seed=seed, progress=False, desc=f"LM warm-up s{seed}")
-        train(lm, _Examples(examples), tc, collate_fn=MLLMCollator(text_tokenizer.pad_token_id))
+        train(lm, examples, tc, collate_fn=MLLMCollator(text_tokenizer.pad_token_id))
     return {k: v.detach().clone() for k, v in lm.state_dict().items()}
 
 
@@ -340,7 +329,7 @@ def train_variant(cfg, variant: str, seed: int, text_tokenizer, train_samples: l
     tc = TrainConfig(lr=cfg.lr, batch_size=cfg.batch_size, max_steps=cfg.steps, warmup_steps=cfg.warmup_steps,
                      schedule="cosine", seed=seed, progress=progress, desc=f"{variant} s{seed}", log_every=10,
                      mixed_precision=getattr(cfg, "precision", "auto"), output_dir=output_dir, resume_from=resume)
-    result = train(mllm, _Examples(examples), tc, collate_fn=MLLMCollator(text_tokenizer.pad_token_id))
+    result = train(mllm, examples, tc, collate_fn=MLLMCollator(text_tokenizer.pad_token_id))
     return mllm, result
 
 

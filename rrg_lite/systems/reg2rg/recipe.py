@@ -529,23 +529,21 @@ def test_examples(features: Sequence[RegionFeatures], tok, variant: Variant, cfg
     return out
 
 
-def _batches(examples, size):
-    for i in range(0, len(examples), size):
-        yield examples[i: i + size]
-
-
 @torch.no_grad()
 def teacher_forced_nll(model: Reg2RGModel, examples: Sequence[dict], batch_size: int = 32) -> np.ndarray:
     """Mean cross-entropy per target token of each example (nats), (n,)."""
+    from rrg_lite.mllm.inference import batched_inference
+
+    def nll(m, b):
+        emb = m.visual_embeds(b["texture"], b["global_"], b["geometry"])
+        lp = m.mllm.sequence_logprobs(b["input_ids"], b["attention_mask"], b["labels"], visual_embeds=emb,
+                                      average=True)
+        return -lp.float()
+
     model.eval()
-    fn, out = collate(model.mllm.tokenizer.pad_token_id), []
-    for chunk in _batches(list(examples), batch_size):
-        b = fn(chunk)
-        emb = model.visual_embeds(b["texture"], b["global_"], b["geometry"])
-        lp = model.mllm.sequence_logprobs(b["input_ids"], b["attention_mask"], b["labels"], visual_embeds=emb,
-                                          average=True)
-        out.append(-lp.float().cpu())
-    return torch.cat(out).numpy()
+    out = batched_inference(model, list(examples), nll, batch_size=batch_size,
+                            collate=collate(model.mllm.tokenizer.pad_token_id))
+    return torch.stack(out).cpu().numpy()
 
 
 @torch.no_grad()
@@ -553,15 +551,21 @@ def generate(cfg, model: Reg2RGModel, examples: Sequence[dict], batch_size: int 
     """Reports for target-free examples (greedy unless ``cfg.do_sample``; the code samples with top_k 30)."""
     from rrg_lite.train.evaluate import generate_reports
 
+    from rrg_lite.mllm.inference import batched_inference
+
+    def ready_tokens(m, b):
+        # each example with its region tokens spliced in as ready LLM-width rows (the shared generator's input)
+        emb = m.visual_embeds(b["texture"], b["global_"], b["geometry"])
+        return [{"input_ids": e["input_ids"], "attention_mask": e["attention_mask"],
+                 "visual_embeds": {k: v[j] for k, v in emb.items()}} for j, e in enumerate(b["examples"])]
+
+    def collate_keep(chunk):
+        return {**collate(model.mllm.tokenizer.pad_token_id)(chunk), "examples": chunk}
+
     model.eval()
-    items = []
-    for chunk in _batches(list(examples), 64):
-        fn = collate(model.mllm.tokenizer.pad_token_id)
-        b = fn(chunk)
-        emb = model.visual_embeds(b["texture"], b["global_"], b["geometry"])
-        for j, e in enumerate(chunk):
-            items.append({"input_ids": e["input_ids"], "attention_mask": e["attention_mask"],
-                          "visual_embeds": {k: v[j] for k, v in emb.items()}})
+    # every process prepares every item; generate_reports below splits them over processes
+    items = batched_inference(model, list(examples), ready_tokens, batch_size=64, collate=collate_keep,
+                              shard=False)
     kw = dict(do_sample=True, top_k=cfg.top_k, seed=cfg.seed) if cfg.do_sample else {}
     return generate_reports(model.mllm, items, batch_size=batch_size or cfg.eval_batch_size,
                             max_new_tokens=cfg.max_new_tokens, progress=False, **kw)

@@ -470,17 +470,6 @@ def _new_lm(cfg, tok, seed: int):
                       seed=seed, attn_implementation="eager")   # eager: Eq. 10 reads the attention weights
 
 
-class _Examples(torch.utils.data.Dataset):
-    def __init__(self, examples):
-        self.examples = list(examples)
-
-    def __len__(self):
-        return len(self.examples)
-
-    def __getitem__(self, i):
-        return self.examples[i]
-
-
 def _train(cfg, model, examples, steps: int, lr: float, seed: int, desc: str, loss_fn=None, keep=()):
     from rrg_lite.mllm.prompt import MLLMCollator
     from rrg_lite.train.loop import TrainConfig, train
@@ -489,7 +478,7 @@ def _train(cfg, model, examples, steps: int, lr: float, seed: int, desc: str, lo
                      schedule="cosine", seed=seed, progress=False, desc=desc, log_every=max(1, steps),
                      mixed_precision=cfg.precision)
     collate = MLLMCollator(model.tokenizer.pad_token_id, keep=keep)
-    return train(model, _Examples(examples), tc, collate_fn=collate, loss_fn=loss_fn)
+    return train(model, examples, tc, collate_fn=collate, loss_fn=loss_fn)
 
 
 def warm_up_lm(cfg, tok, data: PetCtData, seed: int) -> dict | None:
@@ -514,7 +503,7 @@ def warm_up_lm(cfg, tok, data: PetCtData, seed: int) -> dict | None:
     tc = TrainConfig(lr=cfg.lr, batch_size=cfg.batch_size, max_steps=cfg.lm_warmup_steps, warmup_steps=10,
                      schedule="cosine", seed=seed, progress=False, desc=f"LM warm-up s{seed}",
                      mixed_precision=cfg.precision)
-    train(lm, _Examples(ex), tc, collate_fn=MLLMCollator(tok.pad_token_id))
+    train(lm, ex, tc, collate_fn=MLLMCollator(tok.pad_token_id))
     return {k: v.detach().clone() for k, v in lm.state_dict().items()}
 
 
